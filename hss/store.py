@@ -288,12 +288,11 @@ class _Block:
 class SubscriberStore:
     """SQLite-backed subscriber store and AuC (TS 33.102 §6.3, Annex C). Thread-safe (one lock)."""
 
-    def __init__(self, path: str = DEFAULT_DB, *, sqn_reserve: int = 1, ind_bits: int = auc.IND_BITS):
+    def __init__(self, path: str = DEFAULT_DB, *, sqn_reserve: int = 1):
         if sqn_reserve < 1:
             raise ValueError("sqn_reserve must be >= 1")
         self.path = path
         self.sqn_reserve = sqn_reserve
-        self.ind_bits = ind_bits
         if path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves (explicit transactions).
@@ -437,7 +436,7 @@ class SubscriberStore:
         sub = self.get(imsi)
         blk = self._blocks.get(imsi)
         if blk is not None and blk.created == sub.created and blk.watermark == sub.sqn and blk.last != blk.watermark:
-            nxt = auc.next_sqn(blk.last, self.ind_bits)
+            nxt = auc.next_sqn(blk.last)
             blk.last = nxt
             return sub, nxt
         # Reserve a fresh block: advance SQN_HE ``sqn_reserve`` times and persist it before use.
@@ -447,10 +446,10 @@ class SubscriberStore:
             if row is None:
                 raise UnknownSubscriber(imsi)
             start, created = int(row[0]), row[1]
-            first = auc.next_sqn(start, self.ind_bits)
+            first = auc.next_sqn(start)
             watermark = first
             for _ in range(self.sqn_reserve - 1):
-                watermark = auc.next_sqn(watermark, self.ind_bits)
+                watermark = auc.next_sqn(watermark)
             self._db.execute("UPDATE subscribers SET sqn=?, updated=? WHERE imsi=?", (watermark, _now(), imsi))
             self._db.execute("COMMIT")
         except BaseException:
@@ -488,7 +487,7 @@ class SubscriberStore:
                 if row is None:
                     raise UnknownSubscriber(imsi)
                 sqn_he = int(row[0])
-                new_he = auc.resync_sqn(sqn_he, sqn_ms, self.ind_bits)
+                new_he = auc.resync_sqn(sqn_he, sqn_ms)
                 self._db.execute("UPDATE subscribers SET sqn=?, updated=? WHERE imsi=?", (new_he, _now(), imsi))
                 self._db.execute("COMMIT")
             except BaseException:
