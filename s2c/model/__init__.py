@@ -15,6 +15,8 @@ from .topology import (
     Route,
     Topology,
 )
+from .scenario import Scenario, Settings, Step, Subscriber, UeSpec, load_scenario
+from .steps import STEP_SCHEMAS, FieldSpec, ScenarioState, StepSchema, register_step
 from .topology_loader import load_topology
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "AccessNetwork",
     "AccessType",
     "Endpoint",
+    "FieldSpec",
     "Interface",
     "Issue",
     "Link",
@@ -31,6 +34,16 @@ __all__ = [
     "Node",
     "NodeKind",
     "Route",
+    "STEP_SCHEMAS",
+    "Scenario",
+    "ScenarioState",
+    "Settings",
+    "Step",
+    "StepSchema",
+    "Subscriber",
     "Topology",
+    "UeSpec",
+    "load_scenario",
     "load_topology",
+    "register_step",
 ]
