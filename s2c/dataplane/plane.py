@@ -1,0 +1,340 @@
+"""``DataPlane``: the API daemons use to run userspace ESP in their own network namespace.
+
+    dp = DataPlane(tun_name="esp0", tun_addresses=["10.9.0.1/24"], routes=["10.9.0.0/24"])
+    dp.start()                        # creates TUN + sockets, spawns the worker process(es)
+    dp.add_sa(sa_out); dp.add_sa(sa_in)
+    dp.add_policy(Selector("10.9.0.0/24", "10.9.0.0/24"), spi=sa_out.spi)
+    loop.add_reader(dp.upcall_fileno(), dp.poll_upcalls)   # or dp.attach(loop)
+    ...
+    dp.stop()
+
+Workers are separate processes (``cryptography`` keeps the GIL, so threads do not scale): with
+``workers=2`` one encrypts (TUN -> network) and one decrypts (network -> TUN); with ``workers=1`` a
+single process does both; ``backend="thread"`` runs the same loop in a thread (tests, tiny nodes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import threading
+from typing import Any, Callable, Iterable
+
+from s2c.codec.esp import IKE_NATT_PORT, NON_ESP_MARKER
+from s2c.esp.sa import Direction, EspSa
+from s2c.esp.spd import PolicyAction, Selector
+from s2c.dataplane.engine import RCVBUF, Engine
+from s2c.dataplane.tun import TunDevice
+
+log = logging.getLogger("s2c.dataplane")
+
+IkeHandler = Callable[[bytes, tuple[str, int]], None]
+TransportHandler = Callable[[int, bytes, str, int], None]  # (next_header, payload, src, spi)
+
+
+def tun_mtu_for(outer_mtu: int = 1500, ipv6_outer: bool = True, udp_encap: bool = True, block: int = 16,
+                iv: int = 16, icv: int = 16) -> int:
+    """Largest inner MTU that never fragments the outer packet (worst case: CBC, IPv6, UDP)."""
+    overhead = (40 if ipv6_outer else 20) + (8 if udp_encap else 0) + 8 + iv + icv + 2 + (block - 1)
+    return outer_mtu - overhead
+
+
+class DataPlaneError(RuntimeError):
+    """A worker refused a control command or died."""
+
+
+class DataPlane:
+    """Userspace ESP data plane in the current process's network namespace (see docs/dataplane.md)."""
+
+    def __init__(
+        self,
+        tun_name: str = "esp0",
+        tun_addresses: Iterable[str] = (),
+        routes: Iterable[str] = (),
+        mtu: int | None = None,
+        txqueuelen: int = 5000,
+        udp_port: int = IKE_NATT_PORT,
+        bind4: str | None = "0.0.0.0",
+        bind6: str | None = "::",
+        raw_esp: bool = True,
+        workers: int = 2,
+        backend: str = "process",
+        sock_buf: int = RCVBUF,
+        cpus: tuple[int, ...] = (),
+    ) -> None:
+        if workers not in (1, 2):
+            raise ValueError("workers must be 1 (one loop) or 2 (tx and rx loops)")
+        if backend not in ("process", "thread"):
+            raise ValueError("backend must be 'process' or 'thread'")
+        self.tun_name = tun_name
+        self.tun_addresses = list(tun_addresses)
+        self.routes = list(routes)
+        self.mtu = mtu or tun_mtu_for()
+        self.txqueuelen = txqueuelen
+        self.udp_port = udp_port
+        self.bind4, self.bind6 = bind4, bind6
+        self.raw_esp = raw_esp
+        self.workers = workers
+        self.backend = backend
+        self.sock_buf = sock_buf
+        self.cpus = cpus
+        self.tun: TunDevice | None = None
+        self._socks: dict[str, socket.socket] = {}
+        self._ctrl: dict[str, socket.socket] = {}
+        self._procs: list[subprocess.Popen] = []
+        self._threads: list[threading.Thread] = []
+        self._upcall_r: socket.socket | None = None
+        self._upcall_w: socket.socket | None = None
+        self.sas: dict[int, EspSa] = {}
+        self._ike_handler: IkeHandler | None = None
+        self._transport_handler: TransportHandler | None = None
+        self.events: list[tuple] = []  # rekey_needed / peer events not consumed by a handler
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.started = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Create the TUN device and sockets, then the worker(s). Idempotent."""
+        if self.started:
+            return
+        try:
+            self.tun = TunDevice(self.tun_name, mtu=self.mtu, txqueuelen=self.txqueuelen,
+                                 addresses=self.tun_addresses)
+            for r in self.routes:
+                self.tun.add_route(r)
+            self._open_sockets()
+            self._upcall_r, self._upcall_w = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            self._upcall_r.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            self._upcall_r.setblocking(False)
+            roles = ["both"] if self.workers == 1 else ["tx", "rx"]
+            for i, role in enumerate(roles):
+                self._spawn(role, self.cpus[i] if i < len(self.cpus) else -1)
+            self.started = True
+        except BaseException:
+            self.stop()
+            raise
+
+    def _open_sockets(self) -> None:
+        def tune(s: socket.socket) -> socket.socket:
+            for opt, force in ((socket.SO_RCVBUF, 33), (socket.SO_SNDBUF, 32)):  # SO_*BUFFORCE
+                try:
+                    s.setsockopt(socket.SOL_SOCKET, force, self.sock_buf)
+                except OSError:
+                    s.setsockopt(socket.SOL_SOCKET, opt, self.sock_buf)
+            return s
+
+        if self.bind4 is not None:
+            u4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            u4.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            u4.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            u4.bind((self.bind4, self.udp_port))
+            self._socks["udp4"] = tune(u4)
+            if self.raw_esp:
+                self._socks["raw4"] = tune(socket.socket(socket.AF_INET, socket.SOCK_RAW, 50))
+        if self.bind6 is not None and socket.has_ipv6:
+            u6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            u6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            u6.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            u6.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            u6.bind((self.bind6, self.udp_port))
+            self._socks["udp6"] = tune(u6)
+            if self.raw_esp:
+                self._socks["raw6"] = tune(socket.socket(socket.AF_INET6, socket.SOCK_RAW, 50))
+
+    def _spawn(self, role: str, cpu: int) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        parent.settimeout(10.0)
+        self._ctrl[role] = parent
+        assert self.tun is not None and self._upcall_w is not None
+        fds = {"ctrl": child.fileno(), "upcall": self._upcall_w.fileno(), "tun": self.tun.fd}
+        fds.update({k: s.fileno() for k, s in self._socks.items()})
+        if self.backend == "thread":
+            eng = Engine(role, ctrl=child, upcall=self._upcall_w, tun_fd=self.tun.fd, **self._socks)  # type: ignore[arg-type]
+            t = threading.Thread(target=eng.run, name=f"esp-{role}", daemon=True)
+            t.start()
+            self._threads.append(t)
+            self._thread_socks = getattr(self, "_thread_socks", []) + [child]
+            return
+        argv = [sys.executable, "-m", "s2c.dataplane.worker", "--role", role, "--cpu", str(cpu)]
+        for k, fd in fds.items():
+            argv += [f"--{k}", str(fd)]
+        proc = subprocess.Popen(argv, pass_fds=list(fds.values()), close_fds=True)
+        child.close()
+        self._procs.append(proc)
+
+    def stop(self) -> None:
+        """Stop workers, close sockets and the TUN device (the interface disappears). Idempotent."""
+        if self._loop is not None and self._upcall_r is not None:
+            try:
+                self._loop.remove_reader(self._upcall_r.fileno())
+            except Exception:  # noqa: BLE001
+                pass
+            self._loop = None
+        for role, s in list(self._ctrl.items()):
+            try:
+                s.settimeout(2.0)
+                s.send(pickle.dumps(("stop", ())))
+                s.recv(1 << 16)
+            except OSError:
+                pass
+            s.close()
+        self._ctrl.clear()
+        for p in self._procs:
+            try:
+                p.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self._procs.clear()
+        for t in self._threads:
+            t.join(timeout=3)
+        self._threads.clear()
+        for s in getattr(self, "_thread_socks", []):
+            s.close()
+        self._thread_socks = []
+        for s in self._socks.values():
+            s.close()
+        self._socks.clear()
+        for s in (self._upcall_r, self._upcall_w):
+            if s is not None:
+                s.close()
+        self._upcall_r = self._upcall_w = None
+        if self.tun is not None:
+            self.tun.close()
+            self.tun = None
+        self.started = False
+
+    def __enter__(self) -> "DataPlane":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ control
+    def _call(self, role: str, cmd: str, *args: Any) -> Any:
+        s = self._ctrl[role]
+        s.send(pickle.dumps((cmd, args)))
+        status, value = pickle.loads(s.recv(1 << 22))
+        if status != "ok":
+            raise DataPlaneError(f"{role} worker: {cmd}: {value}")
+        return value
+
+    def _role_for(self, direction: Direction) -> str:
+        if self.workers == 1:
+            return "both"
+        return "tx" if direction is Direction.OUT else "rx"
+
+    def add_sa(self, sa: EspSa) -> None:
+        """Install an SA (outbound SAs go to the encrypting loop, inbound ones to the decrypting loop).
+
+        Re-adding an outbound SPI replaces the SA and moves its policies to the new one.
+        """
+        self._call(self._role_for(sa.direction), "add_sa", sa.to_config())
+        self.sas[sa.spi] = sa
+
+    def remove_sa(self, spi: int) -> None:
+        """Delete an SA and any policy bound to it."""
+        sa = self.sas.pop(spi, None)
+        roles = [self._role_for(sa.direction)] if sa else list(self._ctrl)
+        for r in roles:
+            self._call(r, "remove_sa", spi)
+
+    def update_peer(self, spi: int, addr: str, port: int = IKE_NATT_PORT) -> None:
+        """Move an SA to a new peer address/port (MOBIKE, RFC 4555 §3.5)."""
+        for r in self._ctrl:
+            self._call(r, "update_peer", spi, addr, port)
+        if spi in self.sas:
+            self.sas[spi].remote, self.sas[spi].remote_port = addr, port
+
+    def add_policy(self, selector: Selector, spi: int | None = None, action: str | PolicyAction = "protect",
+                   priority: int = 0) -> None:
+        """Outbound policy: packets matching ``selector`` are protected with outbound SA ``spi``."""
+        action = PolicyAction(action).value
+        sel = {"src": selector.src, "dst": selector.dst, "proto": selector.proto,
+               "sport": selector.sport, "dport": selector.dport}
+        self._call(self._role_for(Direction.OUT), "add_policy", sel, spi, action, priority)
+
+    def remove_policies(self, selector: Selector | None = None) -> int:
+        """Remove the policies with exactly this selector (all if None); returns how many."""
+        sel = None if selector is None else {"src": selector.src, "dst": selector.dst, "proto": selector.proto,
+                                             "sport": selector.sport, "dport": selector.dport}
+        return self._call(self._role_for(Direction.OUT), "remove_policies", sel)
+
+    def send_transport(self, payload: bytes, next_header: int, src: str, dst: str) -> bool:
+        """Protect an upper-layer payload (e.g. a Mobility Header, 135) with the transport SA whose
+        policy matches (src, dst, next_header) and send it to the SA's peer; False if no policy."""
+        return self._call(self._role_for(Direction.OUT), "send_transport", payload, next_header, src, dst)
+
+    def send_ike(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Send an IKE message from UDP port 4500 with the non-ESP marker (RFC 3948 §2.2)."""
+        sock = self._socks["udp6" if ":" in addr[0] else "udp4"]
+        sock.sendto(NON_ESP_MARKER + data, addr)
+
+    def set_ike_handler(self, cb: IkeHandler | None) -> None:
+        """``cb(ike_message_without_marker, (src, port))`` for IKE datagrams arriving on port 4500."""
+        self._ike_handler = cb
+
+    def set_mh_handler(self, cb: TransportHandler | None) -> None:
+        """``cb(next_header, payload, src, spi)`` for transport-mode ESP payloads (MH is next header 135)."""
+        self._transport_handler = cb
+
+    def stats(self) -> dict[str, Any]:
+        """Engine counters per worker and per-SA counters (packets/bytes in/out, replay drops, auth failures)."""
+        out: dict[str, Any] = {"workers": {}, "sas": {}}
+        for r in self._ctrl:
+            st = self._call(r, "stats")
+            out["workers"][r] = st["engine"]
+            out["sas"].update(st["sas"])
+        return out
+
+    # ------------------------------------------------------------------ upcalls
+    def upcall_fileno(self) -> int:
+        assert self._upcall_r is not None
+        return self._upcall_r.fileno()
+
+    def attach(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Deliver upcalls from the asyncio loop (``add_reader`` on the upcall socket)."""
+        self._loop = loop or asyncio.get_running_loop()
+        self._loop.add_reader(self.upcall_fileno(), self.poll_upcalls)
+
+    def poll_upcalls(self) -> int:
+        """Dispatch pending upcalls to the handlers; returns how many were handled."""
+        n = 0
+        while self._upcall_r is not None:
+            try:
+                data = self._upcall_r.recv(1 << 17)
+            except (BlockingIOError, InterruptedError):
+                break
+            msg = pickle.loads(data)
+            n += 1
+            kind = msg[0]
+            try:
+                if kind == "ike":
+                    if self._ike_handler:
+                        self._ike_handler(msg[1], msg[2])
+                elif kind == "transport":
+                    _, spi, nh, payload, src = msg
+                    if self._transport_handler:
+                        self._transport_handler(nh, payload, src, spi)
+                elif kind == "peer":
+                    self._on_peer_learned(*msg[1:])
+                else:
+                    self.events.append(msg)
+            except Exception:  # noqa: BLE001 - a handler bug must not stop the plane
+                log.exception("upcall handler failed for %s", kind)
+        return n
+
+    def _on_peer_learned(self, spi: int, old: tuple[str, int], new: tuple[str, int]) -> None:
+        """An inbound UDP-encapsulated SA saw its peer at a new address/port: move outbound SAs to it."""
+        self.events.append(("peer", spi, old, new))
+        for sa in list(self.sas.values()):
+            if sa.direction is Direction.OUT and sa.udp_encap and (sa.remote, sa.remote_port) == tuple(old):
+                self.update_peer(sa.spi, new[0], new[1])
+        if spi in self.sas:
+            self.sas[spi].remote, self.sas[spi].remote_port = new

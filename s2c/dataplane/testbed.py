@@ -1,0 +1,174 @@
+"""Two namespaces joined by a veth, each running a standalone ``DataPlane`` with mirrored SAs.
+
+Shared by tests/e2e/test_dataplane*.py and bench/esp.py. Everything created here is removed by
+``close()`` (also on errors during setup). Needs root.
+
+    left  ns  {prefix}-a: veth {prefix}a  192.0.2.1/24,  TUN esp0 10.77.0.1/24, fd77::1/64
+    right ns  {prefix}-b: veth {prefix}b  192.0.2.2/24,  TUN esp0 10.77.0.2/24, fd77::2/64
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+SUITES = {
+    "gcm128": {"encr": 20, "key_len": 20, "integ": 0, "integ_len": 0},
+    "gcm256": {"encr": 20, "key_len": 36, "integ": 0, "integ_len": 0},
+    "cbc128": {"encr": 12, "key_len": 16, "integ": 12, "integ_len": 32},
+    "cbc256": {"encr": 12, "key_len": 32, "integ": 12, "integ_len": 32},
+}
+
+
+def sh(*args: str, check: bool = True, timeout: float = 30, **kw: Any) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), check=check, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def nsx(ns: str, *args: str, **kw: Any) -> subprocess.CompletedProcess:
+    return sh("ip", "netns", "exec", ns, *args, **kw)
+
+
+@dataclass
+class EspLab:
+    prefix: str
+    suite: str = "gcm128"
+    udp_encap: bool = True
+    workers: int = 2
+    backend: str = "process"
+    outer6: bool = False
+    rng: Any = os.urandom
+    spi_ab: int = 0xA0000001
+    spi_ba: int = 0xB0000002
+    nodes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    keys: dict[int, dict] = field(default_factory=dict)
+
+    @property
+    def ns_a(self) -> str:
+        return f"{self.prefix}-a"
+
+    @property
+    def ns_b(self) -> str:
+        return f"{self.prefix}-b"
+
+    outer = {"a": "192.0.2.1", "b": "192.0.2.2"}
+    outer_v6 = {"a": "2001:db8:77::1", "b": "2001:db8:77::2"}
+    inner = {"a": "10.77.0.1", "b": "10.77.0.2"}
+    inner6 = {"a": "fd77::1", "b": "fd77::2"}
+
+    def addr(self, side: str) -> str:
+        return (self.outer_v6 if self.outer6 else self.outer)[side]
+
+    # ------------------------------------------------------------------ network
+    def build_network(self) -> None:
+        self.close_network()
+        sh("ip", "netns", "add", self.ns_a)
+        sh("ip", "netns", "add", self.ns_b)
+        va, vb = f"{self.prefix}a"[:15], f"{self.prefix}b"[:15]
+        sh("ip", "link", "add", va, "netns", self.ns_a, "type", "veth", "peer", "name", vb, "netns", self.ns_b)
+        for ns, v, side in ((self.ns_a, va, "a"), (self.ns_b, vb, "b")):
+            nsx(ns, "ip", "link", "set", "lo", "up")
+            nsx(ns, "ip", "addr", "add", f"{self.outer[side]}/24", "dev", v)
+            nsx(ns, "ip", "addr", "add", f"{self.outer_v6[side]}/64", "dev", v, "nodad")
+            nsx(ns, "ip", "link", "set", v, "up")
+        self.veth = {"a": va, "b": vb}
+
+    def close_network(self) -> None:
+        for ns in (self.ns_a, self.ns_b):
+            sh("ip", "netns", "del", ns, check=False)
+
+    # ------------------------------------------------------------------ data planes
+    def _sa_cfg(self, spi: int, direction: str, local: str, remote: str) -> dict:
+        s = SUITES[self.suite]
+        if spi not in self.keys:
+            self.keys[spi] = {"encr_key": self.rng(s["key_len"]).hex(), "integ_key": self.rng(s["integ_len"]).hex()}
+        return {
+            "spi": spi, "direction": direction, "mode": "tunnel", "encr": s["encr"], "integ": s["integ"],
+            **self.keys[spi], "local": local, "remote": remote, "udp_encap": self.udp_encap,
+            "local_port": 4500, "remote_port": 4500, "replay_window": 1024, "esn": False, "seq": 0,
+        }
+
+    def node_config(self, side: str) -> dict:
+        other = "b" if side == "a" else "a"
+        out_spi, in_spi = (self.spi_ab, self.spi_ba) if side == "a" else (self.spi_ba, self.spi_ab)
+        return {
+            "tun": "esp0",
+            "addresses": [f"{self.inner[side]}/24", f"{self.inner6[side]}/64"],
+            "workers": self.workers,
+            "backend": self.backend,
+            "raw_esp": not self.udp_encap,
+            "sas": [self._sa_cfg(out_spi, "out", self.addr(side), self.addr(other)),
+                    self._sa_cfg(in_spi, "in", self.addr(side), self.addr(other))],
+            "policies": [{"src": "10.77.0.0/24", "dst": "10.77.0.0/24", "spi": out_spi},
+                         {"src": "fd77::/64", "dst": "fd77::/64", "spi": out_spi}],
+        }
+
+    def start_planes(self) -> None:
+        for side, ns in (("a", self.ns_a), ("b", self.ns_b)):
+            p = subprocess.Popen(
+                ["ip", "netns", "exec", ns, sys.executable, "-m", "s2c.dataplane.standalone",
+                 json.dumps(self.node_config(side))],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            )
+            self.nodes[side] = p
+            line = p.stdout.readline()  # type: ignore[union-attr]
+            if line.strip() != "ready":
+                raise RuntimeError(f"data plane in {ns} failed to start: {line!r}")
+
+    def ask(self, side: str, line: str) -> Any:
+        p = self.nodes[side]
+        p.stdin.write(line + "\n")  # type: ignore[union-attr]
+        p.stdin.flush()  # type: ignore[union-attr]
+        return json.loads(p.stdout.readline())  # type: ignore[union-attr]
+
+    def stats(self, side: str) -> dict:
+        return self.ask(side, "stats")
+
+    def stop_planes(self) -> None:
+        for p in self.nodes.values():
+            try:
+                p.stdin.write("quit\n")  # type: ignore[union-attr]
+                p.stdin.flush()  # type: ignore[union-attr]
+            except OSError:
+                pass
+        for p in self.nodes.values():
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.nodes.clear()
+
+    def wireshark_sas(self) -> list:
+        """(src, dst, spi, EspSa config) for every SA, for the key export."""
+        from s2c.esp.sa import EspSa
+
+        out = []
+        for side in ("a", "b"):
+            for c in self.node_config(side)["sas"]:
+                if c["direction"] == "out":
+                    cfg = dict(c, encr_key=bytes.fromhex(c["encr_key"]), integ_key=bytes.fromhex(c["integ_key"]))
+                    out.append(EspSa.from_config(cfg, rng=os.urandom))
+        return out
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> "EspLab":
+        try:
+            self.build_network()
+            self.start_planes()
+            time.sleep(0.2)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        self.stop_planes()
+        self.close_network()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

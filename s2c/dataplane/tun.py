@@ -1,0 +1,89 @@
+"""Linux TUN device (Documentation/networking/tuntap.rst): open, configure with pyroute2, close.
+
+Runs in the calling process's network namespace. Never used inside an asyncio callback that must not
+block: creation does a few netlink round trips.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+from typing import Iterable
+
+TUNSETIFF = 0x400454CA
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+IFF_MULTI_QUEUE = 0x0100
+IFNAMSIZ = 16
+
+
+class TunDevice:
+    """A layer-3 TUN interface (IFF_TUN | IFF_NO_PI): every read/write is one raw IPv4/IPv6 packet."""
+
+    def __init__(
+        self,
+        name: str,
+        mtu: int = 1400,
+        txqueuelen: int = 5000,
+        addresses: Iterable[str] = (),
+        queues: int = 1,
+        up: bool = True,
+    ) -> None:
+        if not 0 < len(name.encode()) < IFNAMSIZ:
+            raise ValueError(f"bad interface name {name!r}")
+        self.name = name
+        self.mtu = mtu
+        self.queues = queues
+        flags = IFF_TUN | IFF_NO_PI | (IFF_MULTI_QUEUE if queues > 1 else 0)
+        self.fds: list[int] = []
+        try:
+            for _ in range(queues):
+                fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+                self.fds.append(fd)
+                fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), flags))
+            self._configure(mtu, txqueuelen, list(addresses), up)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def fd(self) -> int:
+        return self.fds[0]
+
+    def _configure(self, mtu: int, txqueuelen: int, addresses: list[str], up: bool) -> None:
+        from pyroute2 import IPRoute
+
+        with IPRoute() as ipr:
+            idx = ipr.link_lookup(ifname=self.name)[0]
+            self.index = idx
+            ipr.link("set", index=idx, mtu=mtu, txqlen=txqueuelen)
+            for a in addresses:
+                addr, _, plen = a.partition("/")
+                if ":" in addr:
+                    ipr.addr("add", index=idx, address=addr, prefixlen=int(plen or 128), flags=0x02)  # IFA_F_NODAD
+                else:
+                    ipr.addr("add", index=idx, address=addr, prefixlen=int(plen or 32))
+            if up:
+                ipr.link("set", index=idx, state="up")
+
+    def add_route(self, prefix: str) -> None:
+        """Route ``prefix`` into the tunnel."""
+        from pyroute2 import IPRoute
+
+        with IPRoute() as ipr:
+            ipr.route("replace", dst=prefix, oif=self.index)
+
+    def close(self) -> None:
+        for fd in self.fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.fds = []
+
+    def __enter__(self) -> "TunDevice":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,50 @@
+"""Worker process entry: ``python -m s2c.dataplane.worker --role tx --ctrl FD --upcall FD ...``.
+
+The parent (:class:`s2c.dataplane.plane.DataPlane`) creates the TUN device and sockets and passes their
+file descriptors; the worker only runs :class:`s2c.dataplane.engine.Engine`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+
+
+def _sock(fd: int) -> socket.socket | None:
+    return socket.socket(fileno=fd) if fd >= 0 else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--role", required=True, choices=["tx", "rx", "both"])
+    for name in ("ctrl", "upcall", "tun", "udp4", "udp6", "raw4", "raw6"):
+        p.add_argument(f"--{name}", type=int, default=-1)
+    p.add_argument("--cpu", type=int, default=-1)
+    a = p.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    if a.cpu >= 0:
+        try:
+            os.sched_setaffinity(0, {a.cpu})
+        except OSError:
+            pass
+    from s2c.dataplane.engine import Engine
+
+    eng = Engine(
+        a.role,
+        ctrl=socket.socket(fileno=a.ctrl),
+        upcall=socket.socket(fileno=a.upcall),
+        tun_fd=a.tun,
+        udp4=_sock(a.udp4),
+        udp6=_sock(a.udp6),
+        raw4=_sock(a.raw4),
+        raw6=_sock(a.raw6),
+    )
+    eng.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
