@@ -731,29 +731,40 @@ class DiameterFramer:
     def buffered(self) -> int:
         return len(self._buf)
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[DiameterMessage]:
+    def feed_frames(self, data: bytes | bytearray | memoryview) -> list[bytes]:
+        """Return complete raw messages (header checked, AVPs not yet parsed).
+
+        Only framing errors raise here; a frame whose AVPs are malformed still keeps the stream
+        in sync, so a peer can answer it with an error instead of closing.
+        """
         if self.broken:
             raise DiameterDecodeError("stream already broken")
         buf = self._buf
         buf += data
-        out: list[DiameterMessage] = []
+        out: list[bytes] = []
         pos = 0
         n = len(buf)
-        try:
-            while n - pos >= 4:
-                if buf[pos] != DIAMETER_VERSION:
-                    raise DiameterDecodeError(f"bad version byte {buf[pos]} in stream")
-                length = (buf[pos + 1] << 16) | (buf[pos + 2] << 8) | buf[pos + 3]
-                if length < DIAMETER_HEADER_LEN or length & 3 or length > self.max_length:
-                    raise DiameterDecodeError(f"implausible message length {length}")
-                if n - pos < length:
-                    break
-                out.append(parse_message(bytes(buf[pos : pos + length])))
-                pos += length
-        except DiameterDecodeError:
-            self.broken = True
-            buf.clear()
-            raise
+        while n - pos >= 4:
+            length = (buf[pos + 1] << 16) | (buf[pos + 2] << 8) | buf[pos + 3]
+            if buf[pos] != DIAMETER_VERSION or length < DIAMETER_HEADER_LEN or length & 3 or length > self.max_length:
+                err = f"implausible header in stream (version {buf[pos]}, length {length})"
+                self.broken = True
+                buf.clear()
+                raise DiameterDecodeError(err)
+            if n - pos < length:
+                break
+            out.append(bytes(buf[pos : pos + length]))
+            pos += length
         if pos:
             del buf[:pos]
         return out
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[DiameterMessage]:
+        """Return complete parsed messages; any error breaks the stream (caller closes)."""
+        frames = self.feed_frames(data)
+        try:
+            return [parse_message(f) for f in frames]
+        except DiameterDecodeError:
+            self.broken = True
+            self._buf.clear()
+            raise
