@@ -161,7 +161,7 @@ def junit_tree(result: RunResult) -> ET.ElementTree:
     classname = f"s2c.{_xml_text(result.scenario)}"
     for s in result.steps:
         case = ET.SubElement(suite, "testcase", classname=classname,
-                             name=_xml_text(f"{s.index:02d} {s.name}"), time=f"{s.duration:.3f}")
+                             name=_xml_text(f"[{s.index}] {s.name}"), time=f"{s.duration:.3f}")
         if s.line:
             case.set("line", str(s.line))
         if s.status == FAILED:
@@ -259,8 +259,13 @@ QuietConsole = Console
 MARK = {PASSED: "✓", FAILED: "✗", ERROR: "!", SKIPPED: "-"}
 
 
+def _step_title(step: StepResult) -> str:
+    kind = "" if step.name.split(" ", 1)[0] == step.kind else f" ({step.kind})"
+    return f"[{step.index}] {step.name}{kind}"
+
+
 def _step_line(step: StepResult) -> str:
-    parts = [f"{MARK.get(step.status, '?')} {step.index:>2} {step.name} ({step.kind})"]
+    parts = [f"{MARK.get(step.status, '?')} {_step_title(step)}"]
     if step.status != SKIPPED:
         parts.append(_fmt_duration(step.duration))
     if step.summary:
@@ -300,7 +305,7 @@ class PlainConsole(Console):
         self._print(f"  {text}")
 
     def step_started(self, step: StepResult) -> None:
-        self._print(f"  > {step.index:>2} {step.name} ({step.kind})")
+        self._print(f"  > {_step_title(step)}")
 
     def step_finished(self, step: StepResult) -> None:
         self._print(f"  {_step_line(step)}")
@@ -339,7 +344,9 @@ class RichConsole(Console):
 
     def step_started(self, step: StepResult) -> None:
         self._stop_status()
-        self._status = self.console.status(f"{step.index:>2} {step.name} ({step.kind})", spinner="dots")
+        from rich.markup import escape
+
+        self._status = self.console.status(escape(_step_title(step)), spinner="dots")
         self._status.start()
 
     def step_finished(self, step: StepResult) -> None:

@@ -22,6 +22,7 @@ import os
 import secrets
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -45,7 +46,7 @@ log = logging.getLogger("s2c.lab.run")
 
 SOCKET_ROOT = Path("/run/s2c")
 DAEMON_KINDS = ("ue", "pdngw", "hss", "cn")
-DEFAULT_STEP_TIMEOUT = 120.0
+DEFAULT_STEP_TIMEOUT = 30.0
 DEFAULT_STARTUP_TIMEOUT = 15.0
 DIAMETER_PORT = 3868
 SUN_PATH_MAX = 107
@@ -249,6 +250,35 @@ class _StepAlarm:
 # -- the run --------------------------------------------------------------------------------------
 
 
+_PROBE = """
+import importlib, json, sys
+bad = {}
+for kind in sys.argv[1:]:
+    try:
+        importlib.import_module(kind + ".__main__")
+    except Exception as exc:
+        bad[kind] = (type(exc).__name__ + ": " + str(exc))[:200]
+print(json.dumps(bad))
+"""
+
+
+def probe_daemons(kinds: list[str]) -> dict[str, str]:
+    """kind -> why ``python -m <kind>`` cannot start (import error), for kinds whose package is broken.
+
+    Probed in a child interpreter so the runner never imports daemon code itself.
+    """
+    missing = {k: "no module" for k in kinds if importlib.util.find_spec(k) is None}
+    rest = [k for k in kinds if k not in missing]
+    if not rest:
+        return missing
+    try:
+        res = subprocess.run([sys.executable, "-c", _PROBE, *rest], capture_output=True, text=True, timeout=30)
+        missing.update(json.loads(res.stdout.strip().splitlines()[-1]))
+    except (subprocess.SubprocessError, OSError, ValueError, IndexError) as exc:
+        log.warning("daemon import probe failed: %s", exc)
+    return missing
+
+
 def _tail(path: Path | None, lines: int = 15) -> str:
     if path is None:
         return ""
@@ -263,7 +293,7 @@ class Runner:
     """One run of one scenario (use :func:`run_scenario`)."""
 
     def __init__(self, scenario: Any, backend_name: str = "netns", run_dir: Path | str | None = None,
-                 console: Console | None = None, run_id: str | None = None, capture: bool = True,
+                 console: Console | None = None, run_id: str | None = None, capture: bool | None = None,
                  keep_going: bool | None = None, runs_root: Path | str = "runs", run_id_prefix: str = "s2c",
                  startup_timeout: float | None = None):
         self.scenario = scenario
@@ -271,7 +301,7 @@ class Runner:
         self.run_id = run_id or new_run_id(run_id_prefix)
         self.run_dir = Path(run_dir) if run_dir else Path(runs_root) / self.run_id
         self.console = console or Console()
-        self.capture = capture
+        self.capture = bool(_setting(scenario, "capture", True)) if capture is None else capture
         self.keep_going = bool(_setting(scenario, "continue_on_failure", False)) if keep_going is None else keep_going
         self.step_timeout = float(_setting(scenario, "step_timeout", DEFAULT_STEP_TIMEOUT))
         self.startup_timeout = float(startup_timeout or _setting(scenario, "startup_timeout", DEFAULT_STARTUP_TIMEOUT))
@@ -301,7 +331,7 @@ class Runner:
             StepResult(index=getattr(s, "index", i), name=str(getattr(s, "name", None) or getattr(s, "kind", "?")),
                        kind=str(getattr(s, "kind", "?")), line=getattr(s, "line", None),
                        args=_plain(dict(getattr(s, "args", {}) or {})))
-            for i, s in enumerate(steps, start=1)
+            for i, s in enumerate(steps)
         ]
         self.console.run_started(result)
         signals = _Signals(self.console)
@@ -322,6 +352,9 @@ class Runner:
                 finally:
                     signals.cleanup_phase()
                     self._finish()
+                    for res in result.steps:
+                        if res.started is None and not res.message:
+                            res.message = "not run: " + ("interrupted" if result.interrupted else "setup failed")
                     if signals.received and not result.interrupted:
                         result.interrupted = True
                         result.error = result.error or "interrupted during cleanup"
@@ -362,10 +395,11 @@ class Runner:
         addresses = {n: self.backend.addresses(n) for n in daemon_nodes}
         configs = node_configs(self.scenario, self.run_id, self.run_dir, self.sockets, addresses)
         started = []
+        broken = probe_daemons(sorted({configs[n]["kind"] for n in daemon_nodes}))
         for n in daemon_nodes:
             kind = configs[n]["kind"]
-            if importlib.util.find_spec(f"{kind}.__main__") is None:
-                msg = f"{n}: daemon package {kind!r} has no __main__ yet; node {n} runs without a daemon"
+            if kind in broken:
+                msg = f"{n}: `python -m {kind}` is not importable ({broken[kind]}); node {n} runs without a daemon"
                 self.result.warnings.append(msg)
                 self.console.warn(msg)
                 self.sockets.pop(n, None)
@@ -423,7 +457,7 @@ class Runner:
         assert self.ctx is not None
         pending = [s for s in self.ctx.streams.values() if not s.checked and s.args]
         for stream in pending:
-            res = StepResult(index=len(self.result.steps) + 1, name=f"stream {stream.name} (end of run)",
+            res = StepResult(index=len(self.result.steps), name=f"stream {stream.name} (end of run)",
                              kind="stream_check", args=dict(stream.args))
             self.result.steps.append(res)
             self.console.step_started(res)
@@ -448,17 +482,14 @@ class Runner:
         self.console.step_started(res)
         res.started = time.time()
         t0 = time.monotonic()
-        timeout = self.step_timeout
-        explicit = (getattr(step, "args", None) or {}).get("timeout")
-        if isinstance(explicit, (int, float)) and explicit > 0:
-            timeout = float(explicit)
+        timeout = self._budget(step)
         ctx.deadline = t0 + timeout
         log.info("step %d %s (%s) %s", res.index, res.name, res.kind, res.args)
         try:
             if runner is None:
                 raise StepError(f"no runner for step kind {res.kind!r} (known: {', '.join(sorted(STEP_RUNNERS))})")
-            # grace beyond the step's own budget: runners honour ctx.deadline; the alarm is a backstop
-            with _StepAlarm(timeout + 5.0):
+            # runners honour ctx.deadline; the alarm (half a second later) is the backstop
+            with _StepAlarm(timeout + 0.5):
                 outcome = runner(ctx, step)
             if not isinstance(outcome, StepOutcome):
                 outcome = StepOutcome.ok(**({"result": outcome} if outcome is not None else {}))
@@ -485,6 +516,27 @@ class Runner:
         res.duration = time.monotonic() - t0
         log.info("step %d %s: %s %s %s", res.index, res.name, res.status, res.summary, res.message)
         self.console.step_finished(res)
+
+    def _budget(self, step: Any) -> float:
+        """Seconds step may take: its ``timeout``, else settings.step_timeout plus what it must wait."""
+        args = getattr(step, "args", None) or {}
+        explicit = args.get("timeout")
+        if isinstance(explicit, (int, float)) and not isinstance(explicit, bool) and explicit > 0:
+            return float(explicit)
+        extra = 0.0
+        kind = getattr(step, "kind", "")
+        with contextlib.suppress(TypeError, ValueError):
+            if kind == "wait":
+                extra = float(args.get("seconds") or 0)
+            elif kind == "ping":
+                extra = int(args.get("count") or 3) * float(args.get("interval") or 0.2) + 2.0
+            elif kind == "expect":
+                extra = float(args.get("within") or 0)
+            elif kind in ("stream_check", "stream_stop") and self.ctx is not None:
+                st = self.ctx.streams.get(str(args.get("name")))
+                if st is not None and st.duration:
+                    extra = max(0.0, st.started + st.duration - time.time()) + 3.0
+        return self.step_timeout + extra
 
     # -- teardown -----------------------------------------------------------------------------
     def _finish(self) -> None:

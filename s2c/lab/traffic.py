@@ -7,6 +7,7 @@ A stream datagram starts with a fixed header, then zero padding up to the reques
 The sender runs as its own process inside the source node's namespace::
 
     python -m s2c.lab.traffic send --id NAME --to ADDR[,ADDR6] --port 5001 --rate 100 --size 200 --duration 10
+                                   [--src ADDR] [--dev IFACE]
 
 It sends to the first destination address whose family is routable right now: when ``sendto`` fails
 (ENETUNREACH, EHOSTUNREACH, EADDRNOTAVAIL, EPERM...) it tries the next address, every tick, counting
@@ -84,7 +85,8 @@ UNROUTABLE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.
 class Sender:
     """Paced UDP sender over a list of destinations tried in order each tick."""
 
-    def __init__(self, stream: str, destinations: list[str], port: int, rate: float, size: int):
+    def __init__(self, stream: str, destinations: list[str], port: int, rate: float, size: int,
+                 src: str | None = None, dev: str | None = None):
         if rate <= 0:
             raise ValueError("rate must be > 0 packets/s")
         pack(stream, 0, 0.0)  # validate the id early
@@ -96,13 +98,34 @@ class Sender:
         if not self.destinations:
             raise ValueError("no destination address")
         self.socks: dict[int, socket.socket] = {}
+        src_fam = None
+        if src:
+            src = str(ipaddress.ip_address(src.strip("[]")))
+            src_fam = socket.AF_INET6 if ":" in src else socket.AF_INET
+            self.destinations = [d for d in self.destinations if (":" in d) == (src_fam == socket.AF_INET6)]
+            if not self.destinations:
+                raise ValueError(f"no destination of the source address's family ({src})")
         for fam in (socket.AF_INET, socket.AF_INET6):
+            if src_fam is not None and fam != src_fam:
+                continue
             try:
                 s = socket.socket(fam, socket.SOCK_DGRAM)
-                s.setblocking(False)
-                self.socks[fam] = s
             except OSError:
-                pass
+                continue
+            try:
+                if dev:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, dev.encode())
+                if src:
+                    if fam == socket.AF_INET6:
+                        s.setsockopt(socket.IPPROTO_IPV6, 76, 1)  # IPV6_FREEBIND: the HoA may come later
+                    else:
+                        s.setsockopt(socket.IPPROTO_IP, 15, 1)  # IP_FREEBIND
+                    s.bind((src, 0))
+            except OSError as exc:
+                s.close()
+                raise ValueError(f"cannot bind to {src or dev}: {exc.strerror or exc}") from None
+            s.setblocking(False)
+            self.socks[fam] = s
         self.packets = 0  # sequence numbers used (ticks)
         self.sent = 0
         self.send_errors = 0
@@ -196,9 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=100.0, help="packets per second")
     p.add_argument("--size", type=int, default=200, help="UDP payload bytes (>= header)")
     p.add_argument("--duration", type=float, default=10.0, help="seconds; 0 = until SIGTERM")
+    p.add_argument("--src", help="source address to bind (only destinations of its family are used)")
+    p.add_argument("--dev", help="interface to send through (SO_BINDTODEVICE)")
     args = parser.parse_args(argv)
     try:
-        sender = Sender(args.id, args.to.split(","), args.port, args.rate, args.size)
+        sender = Sender(args.id, args.to.split(","), args.port, args.rate, args.size, args.src, args.dev)
     except ValueError as exc:
         print(f"traffic: {exc}", file=sys.stderr)
         return 2

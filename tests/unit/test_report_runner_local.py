@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import pytest
 from s2c.lab import runner as runner_mod
 from s2c.lab.backend import BACKENDS, Backend, NodeProcess
 from s2c.lab.report import FAILED, PASSED, SKIPPED, ERROR
+from s2c.model.scenario import Scenario, Settings, Step
 from s2c.model.topology import Interface, Node, NodeKind, Topology
 
 
@@ -79,24 +79,6 @@ class LocalBackend(Backend):
         return []
 
 
-@dataclass(frozen=True)
-class Step:
-    index: int
-    kind: str
-    args: dict[str, Any] = field(default_factory=dict)
-    name: str | None = None
-    line: int = 0
-    source: str = ""
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    topology: Topology
-    steps: tuple[Step, ...]
-    settings: dict[str, Any] = field(default_factory=dict)
-
-
 @pytest.fixture(autouse=True)
 def local_backend(monkeypatch, tmp_path):
     BACKENDS["local-test"] = LocalBackend  # plain class entries are allowed in the registry
@@ -105,11 +87,16 @@ def local_backend(monkeypatch, tmp_path):
     dict.pop(BACKENDS, "local-test", None)
 
 
-def _scenario(steps: list[tuple[str, dict]], **settings) -> Scenario:
-    port = _free_port()
-    cn = Node("cn1", NodeKind.CN, {"lo": Interface("lo")}, params={"sink_port": port, "echo_port": 0})
+PORT = _free_port()
+
+
+def _scenario(steps: list[tuple[str, dict]], node_params=None) -> Scenario:
+    params = {"sink_port": PORT, "echo_port": 0} if node_params is None else node_params
+    cn = Node("cn1", NodeKind.CN, {"lo": Interface("lo")}, params=params)
     topo = Topology("local", {"cn1": cn}, ())
-    return Scenario("local", topo, tuple(Step(i, k, a) for i, (k, a) in enumerate(steps, 1)), settings)
+    return Scenario("local", "", "inline.yaml", topo,
+                    steps=tuple(Step(i, k, a, k, i + 1, "inline.yaml") for i, (k, a) in enumerate(steps)),
+                    settings=Settings(capture=False, step_timeout=10.0))
 
 
 def _run(scn, tmp_path, **kw):
@@ -119,7 +106,7 @@ def _run(scn, tmp_path, **kw):
 def test_expect_and_wait_pass_and_reports(tmp_path):
     before = LocalBackend.torn_down
     scn = _scenario([("wait", {"seconds": 0.05}),
-                     ("expect", {"node": "cn1", "command": "status", "path": "kind", "equals": "cn"})])
+                     ("expect", {"node": "cn1", "query": "status", "path": "kind", "equals": "cn"})])
     res = _run(scn, tmp_path)
     assert [s.status for s in res.steps] == [PASSED, PASSED], [s.message for s in res.steps]
     assert res.exit_code == 0
@@ -139,35 +126,33 @@ def test_failed_step_skips_the_rest_unless_keep_going(tmp_path):
     assert [s.status for s in res.steps] == [FAILED, SKIPPED]
     assert "'cn'" in res.steps[0].message  # the actual value is shown
     assert res.exit_code == 1
-    res = _run(_scenario(steps, continue_on_failure=True), tmp_path)
+    res = _run(_scenario(steps), tmp_path, keep_going=True)
     assert [s.status for s in res.steps] == [FAILED, PASSED]
 
 
 def test_unknown_kind_and_bad_node_are_errors(tmp_path):
-    res = _run(_scenario([("no_such_kind", {}), ("expect", {"node": "nope", "path": "x"})],
-                         continue_on_failure=True), tmp_path)
+    res = _run(_scenario([("no_such_kind", {}), ("expect", {"node": "nope", "path": "x", "exists": True})]),
+               tmp_path, keep_going=True)
     assert [s.status for s in res.steps] == [ERROR, ERROR]
     assert "no_such_kind" in res.steps[0].message
     assert "nope" in res.steps[1].message
 
 
 def test_udp_stream_on_loopback_measures_no_loss(tmp_path):
-    steps = [("udp_stream", {"from": "cn1", "to": "cn1", "id": "lo1", "rate": 200, "duration": 1.0}),
-             ("stream_check", {"id": "lo1", "max_loss": 1}),  # while running: figures so far
-             ("wait", {"seconds": 1.2}),
-             ("stream_check", {"id": "lo1", "max_loss": 1})]
+    steps = [("udp_stream", {"from": "cn1", "to": "cn1", "name": "lo1", "rate": 200, "duration": 1.0,
+                             "port": PORT}),
+             ("stream_check", {"name": "lo1", "max_loss": 1, "wait_end": False}),  # figures so far
+             ("stream_check", {"name": "lo1", "max_loss": 1})]  # waits for the end
     res = _run(_scenario(steps), tmp_path)
-    assert [s.status for s in res.steps] == [PASSED] * 4, [s.message for s in res.steps]
+    assert [s.status for s in res.steps] == [PASSED] * 3, [s.message for s in res.steps]
     assert res.steps[1].details["finished"] is False
-    d = res.steps[3].details
+    d = res.steps[2].details
     assert d["finished"] is True
     assert d["packets"] >= 150 and d["received"] == d["packets"] and d["loss_pct"] == 0.0
 
 
 def test_daemon_that_dies_at_start_is_a_clear_error(tmp_path, monkeypatch):
-    scn = _scenario([("wait", {"seconds": 0})])
-    bad = Node("cn1", NodeKind.CN, {"lo": Interface("lo")}, params={"sink_port": -5})
-    scn = Scenario("bad", Topology("bad", {"cn1": bad}, ()), scn.steps)
+    scn = _scenario([("wait", {"seconds": 0})], node_params={"sink_port": -5})
     res = _run(scn, tmp_path)
     assert res.exit_code == 1
     assert res.error and "cn1" in res.error

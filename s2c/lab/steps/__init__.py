@@ -174,14 +174,18 @@ class RunContext:
         return max(0.0, self.deadline - time.monotonic())
 
     # -- addresses ------------------------------------------------------------------------------
-    def node_addresses(self, node: str, family: int | None = None) -> list[str]:
-        """Global (non-link-local) addresses of ``node`` right now, without prefix length."""
+    def node_addresses(self, node: str, family: int | None = None, iface: str | None = None) -> list[str]:
+        """Global (non-link-local) addresses of ``node`` (or of its ``iface``) now, without prefix length."""
         out: list[str] = []
         loopback: list[str] = []
         try:
             table = self.backend.addresses(node)
         except Exception as exc:  # noqa: BLE001
             raise StepError(f"addresses of {node}: {exc}") from None
+        if iface is not None:
+            if iface not in table:
+                raise StepError(f"{node} has no interface {iface!r} now (has: {', '.join(sorted(table))})")
+            table = {iface: table[iface]}
         for info in table.values():
             for fam, key in ((4, "ipv4"), (6, "ipv6")):
                 if family not in (None, fam):
@@ -197,11 +201,12 @@ class RunContext:
                         out.append(str(ip))
         return out or loopback  # loopback only for a node that has nothing else
 
-    def has_route(self, node: str, address: str) -> bool:
+    def has_route(self, node: str, address: str, dev: str | None = None) -> bool:
         """Does ``node`` have a route to ``address`` right now (``ip route get``)?"""
         fam = "-6" if ":" in address else "-4"
+        argv = ["ip", "-j", fam, "route", "get", address] + (["oif", dev] if dev else [])
         try:
-            res = self.backend.exec(node, ["ip", "-j", fam, "route", "get", address], timeout=5)
+            res = self.backend.exec(node, argv, timeout=5)
         except Exception:  # noqa: BLE001
             return False
         if res.returncode != 0:
@@ -214,10 +219,10 @@ class RunContext:
                                     for r in routes)
 
     def resolve(self, source: str, target: str, family: int | None = None) -> list[str]:
-        """Addresses to reach ``target`` (node name or literal address) from ``source``, best first.
+        """Addresses to reach ``target`` (node, node:iface or literal address) from ``source``, best first.
 
-        Addresses of a family ``source`` has a route for come first, IPv4 before IPv6 otherwise.
-        ``family`` (4 or 6) restricts the choice.
+        ``source`` may be "node" or "node:iface". Addresses of a family the source has a route for
+        come first (in the target's order: IPv4 before IPv6). ``family`` (4 or 6) restricts the choice.
         """
         target = str(target)
         try:
@@ -228,9 +233,12 @@ class RunContext:
             if family and ip.version != family:
                 raise StepError(f"{target} is not an IPv{family} address")
             return [str(ip)]
-        self.node(target)
-        cands = self.node_addresses(target, family)
+        tnode, _, tif = target.partition(":")
+        snode, _, sif = str(source).partition(":")
+        self.node(tnode)
+        cands = self.node_addresses(tnode, family, tif or None)
         if not cands:
-            raise StepError(f"node {target!r} has no {'IPv%d ' % family if family else ''}address")
-        routable = [a for a in cands if self.has_route(source, a)]
+            fam = f"IPv{family} " if family else ""
+            raise StepError(f"{target} has no {fam}address now")
+        routable = [a for a in cands if self.has_route(snode, a, sif or None)]
         return routable + [a for a in cands if a not in routable]

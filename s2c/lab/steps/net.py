@@ -24,14 +24,31 @@ def arg(step: Any, *names: str, default: Any = _NOTHING) -> Any:
 
 
 def endpoint(step: Any) -> tuple[str, str]:
-    """(node, iface) from ``node`` + ``iface``, or an ``endpoint``/``link`` field "node:iface"."""
-    ep = arg(step, "endpoint", "link", "radio", default=None)
-    if isinstance(ep, str) and ":" in ep:
-        node, iface = ep.split(":", 1)
-        return node, iface
-    node = arg(step, "node", "ue")
-    iface = arg(step, "iface", "interface", "radio")
-    return str(node), str(iface)
+    """(node, iface) of the step's ``endpoint`` field ("node:iface")."""
+    ep = str(arg(step, "endpoint"))
+    node, sep, iface = ep.partition(":")
+    if not sep or not iface:
+        raise StepError(f"endpoint must be node:iface, not {ep!r}")
+    return node, iface
+
+
+def source_address(ctx: RunContext, src_node: str, src: Any, family: int | None) -> str | None:
+    """The ``src`` field: None, a literal address, or "hoa" (the UE's home address, from its status)."""
+    if src in (None, ""):
+        return None
+    if src != "hoa":
+        return str(src)
+    status = ctx.call(src_node, "status")
+    hoa = status.get("hoa") if isinstance(status, dict) else None
+    if isinstance(hoa, dict):
+        for fam in ((family,) if family else (6, 4)):
+            value = hoa.get(f"ipv{fam}")
+            if value:
+                return str(value).split("/")[0]
+    elif isinstance(hoa, str) and hoa:
+        return hoa.split("/")[0]
+    raise StepError(f"{src_node} has no home address{' of IPv%d' % family if family else ''} "
+                    f"(status.hoa = {hoa!r}); attach first")
 
 
 def _family(value: Any) -> int | None:
@@ -66,42 +83,39 @@ def parse_ping(text: str) -> dict[str, Any]:
 
 @register_runner("ping")
 def run_ping(ctx: RunContext, step: Any) -> StepOutcome:
-    src = str(arg(step, "from", "source", "node"))
-    target = arg(step, "to", "target", "dst")
+    source = str(arg(step, "from"))
+    src_node, _, src_if = source.partition(":")
+    target = str(arg(step, "to"))
     count = int(arg(step, "count", default=3))
     interval = float(arg(step, "interval", default=0.2))
     family = _family(arg(step, "family", default=None))
-    expect = str(arg(step, "expect", default="success")).lower()
-    expect_fail = expect in ("fail", "failure", "no-reply", "unreachable", "loss", "false")
-    max_loss = arg(step, "max_loss", "loss_max", default=None)
-    ctx.node(src)
-    addrs = ctx.resolve(src, target, family)
+    max_loss = float(arg(step, "max_loss", default=0.0))
+    ctx.node(src_node)
+    src_addr = source_address(ctx, src_node, arg(step, "src", default=None), family)
+    if src_addr and not family:
+        family = 6 if ":" in src_addr else 4
+    addrs = ctx.resolve(source, target, family)
     dst = addrs[0]
-    argv = ["ping", "-n", "-c", str(count), "-i", f"{interval:g}", "-W", "1", "-6" if ":" in dst else "-4", dst]
+    argv = ["ping", "-n", "-c", str(count), "-i", f"{interval:g}", "-W", "1", "-6" if ":" in dst else "-4"]
+    if src_addr or src_if:
+        argv += ["-I", src_addr or src_if]
+    argv.append(dst)
     budget = count * interval + 3.0
-    res = ctx.backend.exec(src, argv, timeout=min(max(budget, 2.0), max(ctx.remaining(budget), 1.0)))
+    res = ctx.backend.exec(src_node, argv, timeout=max(min(budget, ctx.remaining(budget)), 2.0))
     stats = parse_ping(res.stdout or "")
-    details = {"from": src, "to": str(target), "address": dst, "exit": res.returncode, **stats}
+    details = {"from": source, "to": target, "address": dst, "src": src_addr, "exit": res.returncode, **stats}
     if not stats["transmitted"] and res.returncode not in (0, 1):
-        # ping itself failed (e.g. "Network is unreachable"): no packet could be sent
-        details["error"] = (res.stderr or res.stdout or "").strip().splitlines()[-1:] or [""]
-        details["error"] = details["error"][0]
-    summary = (f"{stats['received']}/{stats['transmitted'] or count} replies"
-               + (f", rtt avg {stats['rtt_avg']:.2f} ms" if stats["rtt_avg"] is not None else "")
-               + f" ({dst})")
-    if expect_fail:
-        if stats["received"] == 0:
-            return StepOutcome.ok(summary, **details)
-        return StepOutcome.fail(f"expected no reply from {target} ({dst}), got {stats['received']}", summary, **details)
+        # ping itself failed (e.g. "connect: Network is unreachable"): no packet could be sent
+        lines = (res.stderr or res.stdout or "").strip().splitlines()
+        details["error"] = lines[-1] if lines else f"ping exited {res.returncode}"
+    rtt = f", rtt avg {stats['rtt_avg']:.2f} ms" if stats["rtt_avg"] is not None else ""
+    summary = f"{stats['received']}/{stats['transmitted'] or count} replies{rtt} ({dst})"
     if stats["received"] == 0:
         why = f": {details['error']}" if details.get("error") else ""
         return StepOutcome.fail(f"no reply from {target} ({dst}){why}", summary, **details)
-    limit = float(max_loss) if max_loss is not None else None
-    if limit is not None and stats["loss_pct"] > limit:
-        return StepOutcome.fail(f"loss {stats['loss_pct']}% > max_loss {limit}%", summary, **details)
-    if limit is None and stats["received"] < (stats["transmitted"] or count):
-        return StepOutcome.fail(f"{stats['received']}/{stats['transmitted']} replies from {target} ({dst})",
-                                summary, **details)
+    if stats["loss_pct"] > max_loss:
+        return StepOutcome.fail(f"loss {stats['loss_pct']:g}% > max_loss {max_loss:g}% "
+                                f"({stats['received']}/{stats['transmitted']} replies from {dst})", summary, **details)
     return StepOutcome.ok(summary, **details)
 
 
@@ -111,7 +125,7 @@ def run_ping(ctx: RunContext, step: Any) -> StepOutcome:
 @register_runner("link")
 def run_link(ctx: RunContext, step: Any) -> StepOutcome:
     node, iface = endpoint(step)
-    state = arg(step, "state", "up", default=None)
+    state = arg(step, "state")
     if isinstance(state, bool):
         up = state
     else:
@@ -129,8 +143,8 @@ def run_link(ctx: RunContext, step: Any) -> StepOutcome:
 
 @register_runner("move")
 def run_move(ctx: RunContext, step: Any) -> StepOutcome:
-    node, iface = endpoint(step)
-    network = str(arg(step, "to", "network"))
+    node, iface = str(arg(step, "ue")), str(arg(step, "radio"))
+    network = str(arg(step, "to"))
     ctx.node(node)
     t0 = time.monotonic()
     before = None
@@ -152,7 +166,7 @@ def run_impair(ctx: RunContext, step: Any) -> StepOutcome:
     node, iface = endpoint(step)
     loss = arg(step, "loss", default=None)
     rate = arg(step, "rate", default=None)
-    delay = arg(step, "delay_ms", "delay", default=None)
+    delay = arg(step, "delay", default=None)
     clear = bool(arg(step, "clear", default=False))
     if isinstance(loss, str):
         loss = float(loss.rstrip("%"))
@@ -173,7 +187,7 @@ def run_impair(ctx: RunContext, step: Any) -> StepOutcome:
 
 @register_runner("wait")
 def run_wait(ctx: RunContext, step: Any) -> StepOutcome:
-    seconds = arg(step, "seconds", "duration", "for", "wait", default=0)
+    seconds = arg(step, "seconds")
     seconds = float(str(seconds).rstrip("s")) if isinstance(seconds, str) else float(seconds)
     if seconds < 0 or not math.isfinite(seconds):
         raise StepError(f"wait: bad duration {seconds}")
@@ -219,83 +233,69 @@ def _num(v: Any) -> float:
 
 
 OPS = {
-    "equals": lambda a, b: a == b or (not isinstance(a, bool) and isinstance(a, (int, float))
-                                      and isinstance(b, (int, float)) and _num(a) == _num(b)),
-    "not_equals": lambda a, b: a != b,
+    "equals": lambda a, b: a == b,
+    "ne": lambda a, b: a != b,
     "gt": lambda a, b: _num(a) > _num(b),
     "ge": lambda a, b: _num(a) >= _num(b),
     "lt": lambda a, b: _num(a) < _num(b),
     "le": lambda a, b: _num(a) <= _num(b),
     "contains": lambda a, b: b in a,
-    "in": lambda a, b: a in b,
-    "exists": lambda a, b: True,
-    "truthy": lambda a, b: bool(a),
 }
-OP_ALIASES = {"eq": "equals", "==": "equals", "equal": "equals", "ne": "not_equals", "!=": "not_equals",
-              ">": "gt", ">=": "ge", "<": "lt", "<=": "le", "min": "ge", "max": "le", "at_least": "ge",
-              "at_most": "le", "is": "equals"}
-
-
-def _comparisons(step: Any) -> list[tuple[str, Any]]:
-    args = getattr(step, "args", None) or {}
-    out = []
-    op = args.get("op")
-    if op is not None:
-        name = OP_ALIASES.get(str(op), str(op))
-        if name not in OPS:
-            raise StepError(f"expect: unknown op {op!r} (known: {', '.join(OPS)})")
-        out.append((name, args.get("value")))
-    for key, value in args.items():
-        name = OP_ALIASES.get(key, key)
-        if name in OPS and key not in ("op",) and (key != "value"):
-            out.append((name, value))
-    if not out:
-        out.append(("equals", args["value"]) if "value" in args else ("exists", None))
-    return out
+MISSING = object()
 
 
 @register_runner("expect")
 def run_expect(ctx: RunContext, step: Any) -> StepOutcome:
     node = str(arg(step, "node"))
-    cmd = str(arg(step, "command", "cmd", default="status"))
+    cmd = str(arg(step, "query", default="status"))
     cmd_args = arg(step, "args", default={}) or {}
-    path = str(arg(step, "path", "field", default=""))
+    path = str(arg(step, "path", default=""))
     within = arg(step, "within", default=None)
-    within = float(str(within).rstrip("s")) if within is not None else None
-    comparisons = _comparisons(step)
+    interval = float(arg(step, "interval", default=0.5))
+    args = getattr(step, "args", None) or {}
+    comparisons = [(k, args[k]) for k in (*OPS, "exists") if k in args and (k == "exists" or args[k] is not None)]
+    if not comparisons:
+        raise StepError(f"expect: give one of {', '.join((*OPS, 'exists'))}")
     t0 = time.monotonic()
-    end = t0 + (within or 0.0)
+    end = t0 + float(within or 0.0)
     polls = 0
+    actual: Any = MISSING
     while True:
         polls += 1
-        actual: Any = None
-        problem = ""
+        reply = ctx.call(node, cmd, **cmd_args)
         try:
-            reply = ctx.call(node, cmd, **cmd_args)
             actual = follow(reply, path)
-            failed = []
-            for name, expected in comparisons:
+            missing = ""
+        except KeyError as exc:
+            actual, missing = MISSING, str(exc.args[0] if exc.args else exc)
+        failed = []
+        for name, expected in comparisons:
+            if name == "exists":
+                good = (actual is not MISSING) == bool(expected)
+            elif actual is MISSING:
+                good = False
+            else:
                 try:
-                    good = OPS[name](actual, expected)
+                    good = bool(OPS[name](actual, expected))
                 except (TypeError, ValueError):
                     good = False
-                if not good:
-                    failed.append(f"{name} {expected!r}")
-            if not failed:
-                took = time.monotonic() - t0
-                summary = f"{node} {cmd} {path or '.'} = {_short(actual)}" + (f" after {took:.2f} s" if within else "")
-                return StepOutcome.ok(summary, node=node, command=cmd, path=path, actual=actual,
-                                      polls=polls, took=round(took, 6))
-            problem = f"{node} {cmd} {path or '.'} = {_short(actual)}, expected {' and '.join(failed)}"
-        except KeyError as exc:
-            problem = f"{node} {cmd}: {exc.args[0] if exc.args else exc}"
-        if within is None or time.monotonic() + 0.1 > min(end, (ctx.deadline or end + 1)):
+            if not good:
+                failed.append(f"{name} {expected!r}")
+        shown = _short(actual) if actual is not MISSING else f"missing ({missing})"
+        if not failed:
+            took = time.monotonic() - t0
+            summary = f"{path or '.'} = {shown}" + (f" after {took:.2f} s" if within else "")
+            return StepOutcome.ok(summary, node=node, query=cmd, path=path,
+                                  actual=None if actual is MISSING else actual, polls=polls, took=round(took, 6))
+        problem = f"{node} {cmd} {path or '.'} = {shown}, expected {' and '.join(failed)}"
+        limit = min(end, ctx.deadline) if ctx.deadline else end
+        if not within or time.monotonic() + interval > limit:
             break
-        time.sleep(0.1)
+        time.sleep(interval)
     if within:
-        problem += f" (still after {within:g} s, {polls} polls)"
-    return StepOutcome.fail(problem, f"actual {_short(actual)}", node=node, command=cmd, path=path,
-                            actual=actual, polls=polls)
+        problem += f" (still after {float(within):g} s, {polls} polls)"
+    return StepOutcome.fail(problem, f"actual {shown}", node=node, query=cmd, path=path,
+                            actual=None if actual is MISSING else actual, polls=polls)
 
 
 def _short(v: Any, n: int = 60) -> str:

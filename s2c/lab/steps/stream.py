@@ -8,6 +8,7 @@ largest time between two consecutive arrivals at the sink.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import signal
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from s2c.lab.steps import RunContext, StepError, StepOutcome, Stream, register_runner
-from s2c.lab.steps.net import arg
+from s2c.lab.steps.net import _family, arg, source_address
 from s2c.lab.traffic import DEFAULT_PORT, MAX_ID
 from s2c.runtime.control import ControlError
 
@@ -46,23 +47,26 @@ def _sink_node(ctx: RunContext, target: str) -> str:
 
 @register_runner("udp_stream")
 def run_udp_stream(ctx: RunContext, step: Any) -> StepOutcome:
-    src = str(arg(step, "from", "source", "node"))
-    target = str(arg(step, "to", "target"))
-    name = str(arg(step, "id", "stream", "name", default=f"s{getattr(step, 'index', len(ctx.streams) + 1)}"))
+    source = str(arg(step, "from"))
+    src_node, _, src_if = source.partition(":")
+    target = str(arg(step, "to"))
+    name = str(arg(step, "name"))
     if len(name.encode()) > MAX_ID:
-        raise StepError(f"udp_stream: id {name!r} longer than {MAX_ID} characters")
+        raise StepError(f"udp_stream: name {name!r} longer than {MAX_ID} characters")
     if name in ctx.streams and ctx.streams[name].running():
         raise StepError(f"udp_stream: stream {name!r} is already running")
-    rate = float(arg(step, "rate", "pps", default=100))
+    rate = float(arg(step, "rate", default=100))
     size = int(arg(step, "size", default=200))
-    duration = _seconds(arg(step, "duration", default=10))
-    family = arg(step, "family", default=None)
-    ctx.node(src)
-    sink = _sink_node(ctx, target)
-    sink_params = getattr(ctx.node(sink), "params", None) or {}
-    port = int(arg(step, "port", default=sink_params.get("sink_port", DEFAULT_PORT)))
-    fam = int(str(family).lstrip("ipv")) if family not in (None, "any", "auto") else None
-    dests = ctx.resolve(src, target, fam)
+    until_stop = bool(arg(step, "until_stop", default=False))
+    duration = 0.0 if until_stop else _seconds(arg(step, "duration", default=10))
+    family = _family(arg(step, "family", default=None))
+    ctx.node(src_node)
+    sink = _sink_node(ctx, target.partition(":")[0] if not _is_addr(target) else target)
+    port = int(arg(step, "port", default=DEFAULT_PORT))
+    src_addr = source_address(ctx, src_node, arg(step, "src", default=None), family)
+    if src_addr and not family:
+        family = 6 if ":" in src_addr else 4
+    dests = ctx.resolve(source, target, family)
     if sink in ctx.sockets:
         try:
             ctx.control(sink).call("reset", id=name, timeout=2.0)
@@ -70,26 +74,33 @@ def run_udp_stream(ctx: RunContext, step: Any) -> StepOutcome:
             pass
     argv = [sys.executable, "-m", "s2c.lab.traffic", "send", "--id", name, "--to", ",".join(dests),
             "--port", str(port), "--rate", f"{rate:g}", "--size", str(size), "--duration", f"{duration:g}"]
+    if src_addr:
+        argv += ["--src", src_addr]
+    if src_if:
+        argv += ["--dev", src_if]
     started = time.time()
-    proc = ctx.backend.spawn(src, argv, log_name=f"stream-{name}", env={"PYTHONUNBUFFERED": "1"})
-    thresholds = {k: (getattr(step, "args", {}) or {}).get(k) for k in THRESHOLDS}
-    stream = Stream(name=name, source=src, sink=sink, destinations=dests, port=port, rate=rate, size=size,
+    proc = ctx.backend.spawn(src_node, argv, log_name=f"stream-{name}", env={"PYTHONUNBUFFERED": "1"})
+    args = getattr(step, "args", None) or {}
+    stream = Stream(name=name, source=source, sink=sink, destinations=dests, port=port, rate=rate, size=size,
                     duration=duration, process=proc, started=started,
                     stdout_path=Path(proc.log_path) if proc.log_path else ctx.run_dir / "logs" / f"stream-{name}.log",
-                    args={k: v for k, v in thresholds.items() if v is not None})
+                    args={k: args[k] for k in THRESHOLDS if args.get(k) is not None})
     ctx.streams[name] = stream
-    details = {"stream": name, "from": src, "to": target, "sink": sink, "destinations": dests, "port": port,
-               "rate": rate, "size": size, "duration": duration, "pid": proc.pid}
-    if bool(arg(step, "wait", "foreground", default=False)):
-        outcome = _finish(ctx, stream, stop=False, wait_for=duration + 5.0)
-        outcome.details = {**details, **outcome.details}
-        return outcome
+    details = {"stream": name, "from": source, "to": target, "sink": sink, "destinations": dests, "port": port,
+               "rate": rate, "size": size, "duration": duration or None, "until_stop": until_stop, "pid": proc.pid}
     time.sleep(0.05)
     if not proc.alive() and proc.returncode not in (0, None):
         raise StepError(f"stream sender exited with {proc.returncode}: {_tail_text(stream.stdout_path)}")
-    return StepOutcome.ok(f"{name}: {src} -> {dests[0]}:{port} {rate:g} pps x {size} B for "
-                          f"{duration:g} s" if duration else f"{name}: {src} -> {dests[0]}:{port} {rate:g} pps",
-                          **details)
+    length = "until stopped" if until_stop else f"for {duration:g} s"
+    return StepOutcome.ok(f"{name}: {source} -> {dests[0]}:{port} {rate:g} pps x {size} B {length}", **details)
+
+
+def _is_addr(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+        return True
+    except ValueError:
+        return False
 
 
 def _tail_text(path: Path, n: int = 5) -> str:
@@ -217,7 +228,7 @@ def _finish(ctx: RunContext, stream: Stream, stop: bool, wait_for: float,
 
 
 def _stream_of(ctx: RunContext, step: Any) -> Stream:
-    name = arg(step, "id", "stream", "name", default=None)
+    name = arg(step, "name", default=None)
     if name is None:
         if len(ctx.streams) == 1:
             return next(iter(ctx.streams.values()))
@@ -243,11 +254,14 @@ def run_stream_stop(ctx: RunContext, step: Any) -> StepOutcome:
 def run_stream_check(ctx: RunContext, step: Any) -> StepOutcome:
     """Check a stream's figures now; a finished (or ``stop: true``) stream gets its final figures."""
     stream = _stream_of(ctx, step)
-    if bool(arg(step, "stop", default=False)) or not stream.running():
+    wait_end = bool(arg(step, "wait_end", default=True))
+    if stream.running() and wait_end and stream.duration:
+        left = stream.started + stream.duration - time.time()
+        return _finish(ctx, stream, stop=False, wait_for=max(left, 0.0) + 3.0, thresholds=_step_thresholds(step))
+    if not stream.running():
         return _finish(ctx, stream, stop=True, wait_for=5.0, thresholds=_step_thresholds(step))
     stats = measure(ctx, stream)
     limits = {**stream.args, **_step_thresholds(step)}
-    # a running stream's tail is not over: ignore min_interruption only if not yet met is fine
     problems = check(stats, limits)
     stats["thresholds"] = limits
     if problems:
