@@ -297,7 +297,7 @@ class NetnsBackend(Backend):
                 if node.kind is NodeKind.BRIDGE and ifname == BRIDGE_IF:
                     continue
                 if (n, ifname) not in linked:
-                    self._ipr[n].link("add", ifname=ifname, kind="dummy")
+                    self._add_standalone(n, ifname)
 
         # 5. addresses, up, routes
         index = {n: self._index_map(n) for n in topo.nodes}
@@ -337,6 +337,14 @@ class NetnsBackend(Backend):
             self._wait_captures([w for w in self._wires if w.capture])
         self._save_state()
 
+    def _add_standalone(self, node: str, ifname: str) -> None:
+        """An interface no link carries: a dummy, or a port-less bridge where there is no dummy."""
+        ipr = self._ipr[node]
+        try:
+            ipr.link("add", ifname=ifname, kind="dummy")
+        except Exception:  # noqa: BLE001 - no dummy driver on this kernel
+            ipr.link("add", ifname=ifname, kind="bridge", br_stp_state=0)
+
     def _check_cancel(self) -> None:
         if self._cancel.is_set():
             raise LabError("build cancelled")
@@ -346,6 +354,9 @@ class NetnsBackend(Backend):
             ("ipv6/conf/all/accept_dad", "0"),
             ("ipv6/conf/default/accept_dad", "0"),
             ("ipv6/conf/default/dad_transmits", "0"),
+            # an interface set down keeps its IPv6 addresses (as IPv4 does), so up restores it
+            ("ipv6/conf/all/keep_addr_on_down", "1"),
+            ("ipv6/conf/default/keep_addr_on_down", "1"),
         ]
         if node.kind is NodeKind.BRIDGE and not any(
             i.ipv4 or i.ipv6 for i in node.interfaces.values()
@@ -463,13 +474,19 @@ class NetnsBackend(Backend):
                 raise LabError(f"address pool of access network {radio.network} is exhausted")
         ipr = self._ipr[radio.node]
         self._add_addresses(ipr, idx, radio.ipv4, radio.ipv6)
+        self._radio_routes(radio, idx)
+
+    def _radio_routes(self, radio: _Radio, idx: int, command: str = "add") -> None:
+        access = self._node(radio.network).access
+        assert access is not None
+        ipr = self._ipr[radio.node]
         if access.ipv4_gateway is not None and radio.ipv4:
             ipr.route(
-                "add", dst="0.0.0.0/0", gateway=str(access.ipv4_gateway), oif=idx, priority=radio.metric
+                command, dst="0.0.0.0/0", gateway=str(access.ipv4_gateway), oif=idx, priority=radio.metric
             )
         if access.ipv6_gateway is not None and radio.ipv6:
             ipr.route(
-                "add", dst="::/0", gateway=str(access.ipv6_gateway), oif=idx, priority=radio.metric
+                command, dst="::/0", gateway=str(access.ipv6_gateway), oif=idx, priority=radio.metric
             )
 
     def _release_radio(self, radio: _Radio) -> None:
@@ -477,7 +494,7 @@ class NetnsBackend(Backend):
         for a in (*radio.ipv4, *radio.ipv6):
             used.discard(str(a.ip))
 
-    def _add_route(self, node: str, route: Route, index: dict[str, int]) -> None:
+    def _add_route(self, node: str, route: Route, index: dict[str, int], command: str = "add") -> None:
         ipr = self._ipr[node]
         oif = None
         if route.dev:
@@ -498,7 +515,7 @@ class NetnsBackend(Backend):
             if oif is not None:
                 kw["oif"] = oif
             try:
-                ipr.route("add", **kw)
+                ipr.route(command, **kw)
             except Exception as exc:
                 raise LabError(f"route {route.to} via {route.via or route.dev} on {node}: {_one_line(exc)}") from exc
 
@@ -531,7 +548,7 @@ class NetnsBackend(Backend):
             popen = subprocess.Popen(
                 nsexec.nsenter_argv(
                     self.netns_path(side.node),
-                    ["tcpdump", "-i", side.ifname, "-w", str(pcap), "-U", "-n", "-Z", "root", "-s", "0"],
+                    ["tcpdump", "-i", side.ifname, "-w", str(pcap), "-U", "--immediate-mode", "-n", "-Z", "root", "-s", "0"],
                 ),
                 stdin=subprocess.DEVNULL,
                 stdout=fh,
@@ -706,14 +723,32 @@ class NetnsBackend(Backend):
 
     # ------------------------------------------------------------------ links
     def set_link(self, node: str, iface: str, up: bool) -> None:
+        """Administratively up/down. The kernel drops the routes through an interface that goes
+        down; bringing it up re-installs the node's static routes and a radio's default route
+        (addresses stay: keep_addr_on_down)."""
+
         def do() -> None:
             ipr = self._ipr_of(node)
             idx = ipr.link_lookup(ifname=iface)
             if not idx:
                 raise LabError(f"no interface {iface} on {node}")
             ipr.link("set", index=idx[0], state="up" if up else "down")
+            if up:
+                self._restore_routes(node)
 
-        self._call(do)
+        with self._lock:
+            self._call(do)
+
+    def _restore_routes(self, node: str) -> None:
+        index = self._index_map(node)
+        for radio in self._radios.values():
+            if radio.node == node and radio.iface in index:
+                self._radio_routes(radio, index[radio.iface], command="replace")
+        for route in self._node(node).routes:
+            try:
+                self._add_route(node, route, index, command="replace")
+            except LabError:
+                pass  # its next hop is behind another interface that is still down
 
     def move(self, node: str, iface: str, network: str) -> dict[str, Any]:
         with self._lock:
@@ -965,6 +1000,7 @@ def detect_capabilities(prefix: str = "s2c-probe") -> dict[str, bool]:
         name = f"{prefix}-probe{os.getpid()}"
         caps = {
             "netem": False, "tbf": False, "nft_egress": False, "xfrm": False, "esp": False,
+            "dummy": False,
             "tcpdump": shutil.which("tcpdump") is not None,
             "tshark": shutil.which("tshark") is not None,
         }
@@ -982,8 +1018,10 @@ def detect_capabilities(prefix: str = "s2c-probe") -> dict[str, bool]:
                 except (OSError, subprocess.TimeoutExpired):
                     return False
 
-            ok(["ip", "link", "add", "p0", "type", "dummy"])
+            caps["dummy"] = ok(["ip", "link", "add", "d0", "type", "dummy"])
+            ok(["ip", "link", "add", "p0", "type", "veth", "peer", "name", "p1"])
             ok(["ip", "link", "set", "p0", "up"])
+            ok(["ip", "link", "set", "p1", "up"])
             caps["netem"] = ok(["tc", "qdisc", "add", "dev", "p0", "root", "netem", "delay", "1ms"])
             ok(["tc", "qdisc", "del", "dev", "p0", "root"])
             caps["tbf"] = ok(
@@ -991,7 +1029,7 @@ def detect_capabilities(prefix: str = "s2c-probe") -> dict[str, bool]:
             )
             caps["nft_egress"] = ok(
                 ["nft", "-f", "-"],
-                'table netdev s2c_probe { chain e { type filter hook egress device "p0" priority 0; } }\n',
+                'table netdev s2c_probe {\n chain e {\n  type filter hook egress device "p0" priority 0; policy accept;\n }\n}\n',
             )
             caps["xfrm"] = ok(["ip", "xfrm", "state", "list"])
             caps["esp"] = ok(
