@@ -546,8 +546,7 @@ class Runner:
         if self.ctx is not None:
             try:
                 finals = stop_all_streams(self.ctx)
-                for name, stream in self.ctx.streams.items():
-                    result.streams[name] = finals.get(name) or {"checked": True}
+                result.streams.update(finals)
             except Exception as exc:  # noqa: BLE001
                 log.warning("stopping streams: %s", exc)
         for n, path in self.sockets.items():

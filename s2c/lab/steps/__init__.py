@@ -116,6 +116,7 @@ class Stream:
     args: dict[str, Any] = field(default_factory=dict)  # the step's thresholds
     summary: dict[str, Any] | None = None  # sender's JSON summary once it exited
     checked: bool = False
+    figures: dict[str, Any] | None = None  # last measured figures (stream_check/stream_stop)
 
     def running(self) -> bool:
         return self.process.alive()

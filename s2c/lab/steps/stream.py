@@ -217,6 +217,7 @@ def _finish(ctx: RunContext, stream: Stream, stop: bool, wait_for: float,
         time.sleep(0.2)  # let in-flight datagrams reach the sink
     stats = measure(ctx, stream)
     stream.checked = True
+    stream.figures = stats
     limits = {**stream.args, **{k: v for k, v in (thresholds or {}).items() if v is not None}}
     problems = check(stats, limits)
     if stream.summary is None and not stream.process.alive():
@@ -277,11 +278,13 @@ def stop_all_streams(ctx: RunContext) -> dict[str, dict[str, Any]]:
             _stop_sender(stream, True, 3.0)
         if stream.summary is None:
             stream.summary = _sender_summary(stream)
-        if not stream.checked:
+        if not stream.checked or (stream.figures is not None and not stream.figures.get("finished")):
             try:
                 out[name] = measure(ctx, stream)
             except Exception as exc:  # noqa: BLE001 - teardown must go on
                 out[name] = {"error": str(exc)}
+        else:
+            out[name] = stream.figures or {}
     return out
 
 
