@@ -188,7 +188,7 @@ def _hex(src: Source, m: LMap, key: str, path: str, nbytes: int, *, required: bo
 
 
 def _subscribers(data: LMap, src: Source) -> list[Subscriber]:
-    sl = src.get(data, "subscribers", "", "list", default=LList())
+    sl = (src.get(data, "subscribers", "", "list", default=LList()) if data.get("subscribers") is not None else LList())
     out: list[Subscriber] = []
     seen: dict[str, int] = {}
     for i, sm in enumerate(sl):
@@ -243,7 +243,7 @@ def _imsi(src: Source, m: LMap, key: str, path: str) -> str | None:
 
 
 def _ues(data: LMap, src: Source, topology: Topology | None, imsis: set[str]) -> dict[str, UeSpec]:
-    um = src.get(data, "ues", "", "mapping", default=LMap())
+    um = (src.get(data, "ues", "", "mapping", default=LMap()) if data.get("ues") is not None else LMap())
     out: dict[str, UeSpec] = {}
     seen: dict[str, str] = {}
     for node, spec in um.items():
@@ -278,7 +278,7 @@ def _ues(data: LMap, src: Source, topology: Topology | None, imsis: set[str]) ->
 
 # ---- steps ----------------------------------------------------------------------------------
 def _steps(data: LMap, src: Source, topology: Topology | None, state: ScenarioState, path: str) -> list[Step]:
-    sl = src.get(data, "steps", "", "list", default=LList())
+    sl = (src.get(data, "steps", "", "list", default=LList()) if data.get("steps") is not None else LList())
     out: list[Step] = []
     for i, item in enumerate(sl):
         step = _step(src, item, i, sl.line_of(i), topology, state, path)
@@ -344,7 +344,7 @@ def _step(src: Source, item: Any, i: int, line: int, topology: Topology | None, 
             continue
         out[f.name] = plain(value)
     for group in schema.exactly_one:
-        given = [g for g in group if g in args]
+        given = [k for k in args if k in group]  # in the order written
         if len(given) != 1:
             where = args.line_of(given[1]) if len(given) > 1 else args.line
             what = "only one of" if given else "one of"

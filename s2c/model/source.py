@@ -75,12 +75,17 @@ class Source:
     # ---- reading -------------------------------------------------------------------------
     def parse(self, text: str) -> Any:
         """Parse YAML text; on a syntax error record it (with its line) and return None."""
-        loader = _Loader(text)
         try:
+            loader = _Loader(text)
             try:
                 node = loader.get_single_node()
             finally:
                 loader.dispose()
+        except yaml.reader.ReaderError as exc:
+            line = text.count("\n", 0, max(exc.position, 0)) + 1
+            self.error(line, "", f"invalid character #x{exc.character:04x} ({exc.reason})"
+                       if isinstance(exc.character, int) else f"invalid input: {exc.reason}")
+            return None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark else 0

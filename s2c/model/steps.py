@@ -222,6 +222,9 @@ def _range(spec: FieldSpec, value: Any) -> tuple[Any, str | None]:
 def _check_ref(t: str, value: str, topo: Topology) -> tuple[Any, str | None]:
     node_name, sep, iface = value.partition(":")
     node = topo.nodes.get(node_name)
+    if node is None and t == "access_network":
+        nets = topo.access_networks()
+        return None, f"unknown access network '{value}'{suggest(value, nets)} (access networks: {', '.join(nets)})"
     if node is None:
         return None, f"unknown node '{node_name}'{suggest(node_name, topo.nodes)}"
     if t == "access_network":
@@ -329,7 +332,14 @@ def _check_udp_stream(args: dict[str, Any], topo: Topology | None, state: Scenar
         state.streams[name] = StreamState(name, state.index, state.line, bool(args.get("until_stop")))
     if args["from"] == args["to"]:
         errs.append(("to", "a stream needs two different nodes"))
-    if args.get("until_stop") is False and args.get("duration") is None:
+    elif topo is not None and topo.nodes[args["to"]].kind is not NodeKind.CN:
+        errs.append(("to", f"'{args['to']}' is a {topo.nodes[args['to']].kind.value}: "
+                           "only a cn node receives and counts streams"))
+    if args.get("until_stop"):
+        if args.get("duration") is not None:
+            errs.append(("duration", "give either duration or until_stop: true, not both"))
+        args["duration"] = 0.0  # 0: until stopped
+    elif args.get("duration") is None:
         errs.append(("duration", "a stream needs 'duration' or 'until_stop: true'"))
     return errs + _family_checks(args, topo, state)
 
@@ -403,6 +413,9 @@ def _check_link(args: dict[str, Any], topo: Topology | None, state: ScenarioStat
 _THRESHOLDS = (
     FieldSpec("max_loss", "percent", doc="fail if more than this percentage of datagrams is lost"),
     FieldSpec("max_interruption", "seconds", doc="fail if the longest gap between received datagrams is longer"),
+    FieldSpec("min_interruption", "seconds", doc="fail if no gap was at least this long (proves an outage)"),
+    FieldSpec("max_reordered", "integer", min=0, doc="fail if more datagrams arrived out of order"),
+    FieldSpec("min_received", "integer", min=0, doc="fail if fewer datagrams were received"),
 )
 
 register_step(StepSchema(
@@ -416,6 +429,8 @@ register_step(StepSchema(
         FieldSpec("interval", "seconds", default=0.2, min=0.01, doc="seconds between requests"),
         FieldSpec("max_loss", "percent", default=0.0, doc="percentage of lost replies tolerated"),
         FieldSpec("src", "address", choices=("hoa",), doc="source address: a literal, or 'hoa' (home address)"),
+        FieldSpec("expect", "string", default="success", choices=("success", "fail"),
+                  doc="fail: the step passes only if no reply comes back (e.g. after link down)"),
     ),
     check=_check_ping,
     title="{from} -> {to}",
@@ -426,11 +441,11 @@ register_step(StepSchema(
     doc="Start a background UDP datagram stream (sequence-numbered) that survives handovers.",
     fields=(
         FieldSpec("name", "name", required=True, doc="unique stream name, used by stream_stop/stream_check"),
-        FieldSpec("from", "source", required=True),
-        FieldSpec("to", "target", required=True),
+        FieldSpec("from", "node", required=True, doc="sending node"),
+        FieldSpec("to", "node", required=True, doc="receiving node (a cn: its daemon counts the stream)"),
         FieldSpec("rate", "integer", default=100, min=1, max=100000, doc="datagrams per second"),
         FieldSpec("size", "integer", default=200, min=16, max=65000, doc="UDP payload bytes"),
-        FieldSpec("duration", "seconds", min=0.001, doc="seconds to send (or until_stop: true)"),
+        FieldSpec("duration", "seconds", min=0.001, doc="seconds to send (or until_stop: true; normalised to 0)"),
         FieldSpec("until_stop", "boolean", default=False, doc="send until a later stream_stop"),
         FieldSpec("port", "integer", default=5001, min=1, max=65535, doc="destination UDP port"),
         FieldSpec("family", "string", default="auto", choices=FAMILIES,
@@ -454,12 +469,11 @@ register_step(StepSchema(
 
 register_step(StepSchema(
     kind="stream_check",
-    doc="Check a stream's counters against thresholds (waiting for a bounded stream to end first).",
+    doc="Check a stream's figures so far against thresholds (final figures if it ended or stop: true).",
     fields=(
         FieldSpec("name", "name", required=True),
         *_THRESHOLDS,
-        FieldSpec("min_received", "integer", min=0, doc="fail if fewer datagrams were received"),
-        FieldSpec("wait_end", "boolean", default=True, doc="wait for a stream with a duration to finish"),
+        FieldSpec("stop", "boolean", default=False, doc="stop the stream first (final figures)"),
     ),
     scalar="name",
     check=_check_stream_check,
