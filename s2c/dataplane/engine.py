@@ -279,8 +279,8 @@ class Engine:
     def cmd_send_transport(self, payload: bytes, next_header: int, src: str, dst: str) -> bool:
         s, d = ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed
         pol = self.spd.lookup(s, d, next_header)
-        if pol is None or pol.sa is None or pol.action is not PolicyAction.PROTECT:
-            self.stats["no_policy"] += 1
+        if pol is None or pol.sa is None or pol.action is not PolicyAction.PROTECT or pol.sa.mode is not Mode.TRANSPORT:
+            self.stats["no_transport_policy"] += 1
             return False
         self._send_esp(pol.sa, payload, next_header)
         return True

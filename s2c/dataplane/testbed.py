@@ -44,8 +44,12 @@ class EspLab:
     rng: Any = os.urandom
     spi_ab: int = 0xA0000001
     spi_ba: int = 0xB0000002
+    transport: bool = True  # also a transport-mode SA pair for MH (next header 135) fd77::1 <-> fd77::2
+    spi_mh_ab: int = 0xC0000003
+    spi_mh_ba: int = 0xD0000004
     nodes: dict[str, subprocess.Popen] = field(default_factory=dict)
     keys: dict[int, dict] = field(default_factory=dict)
+    _captures: list = field(default_factory=list)
 
     @property
     def ns_a(self) -> str:
@@ -82,12 +86,12 @@ class EspLab:
             sh("ip", "netns", "del", ns, check=False)
 
     # ------------------------------------------------------------------ data planes
-    def _sa_cfg(self, spi: int, direction: str, local: str, remote: str) -> dict:
+    def _sa_cfg(self, spi: int, direction: str, local: str, remote: str, mode: str = "tunnel") -> dict:
         s = SUITES[self.suite]
         if spi not in self.keys:
             self.keys[spi] = {"encr_key": self.rng(s["key_len"]).hex(), "integ_key": self.rng(s["integ_len"]).hex()}
         return {
-            "spi": spi, "direction": direction, "mode": "tunnel", "encr": s["encr"], "integ": s["integ"],
+            "spi": spi, "direction": direction, "mode": mode, "encr": s["encr"], "integ": s["integ"],
             **self.keys[spi], "local": local, "remote": remote, "udp_encap": self.udp_encap,
             "local_port": 4500, "remote_port": 4500, "replay_window": 1024, "esn": False, "seq": 0,
         }
@@ -95,7 +99,7 @@ class EspLab:
     def node_config(self, side: str) -> dict:
         other = "b" if side == "a" else "a"
         out_spi, in_spi = (self.spi_ab, self.spi_ba) if side == "a" else (self.spi_ba, self.spi_ab)
-        return {
+        cfg = {
             "tun": "esp0",
             "addresses": [f"{self.inner[side]}/24", f"{self.inner6[side]}/64"],
             "workers": self.workers,
@@ -106,6 +110,13 @@ class EspLab:
             "policies": [{"src": "10.77.0.0/24", "dst": "10.77.0.0/24", "spi": out_spi},
                          {"src": "fd77::/64", "dst": "fd77::/64", "spi": out_spi}],
         }
+        if self.transport:
+            mo, mi = (self.spi_mh_ab, self.spi_mh_ba) if side == "a" else (self.spi_mh_ba, self.spi_mh_ab)
+            cfg["sas"] += [self._sa_cfg(mo, "out", self.addr(side), self.addr(other), "transport"),
+                           self._sa_cfg(mi, "in", self.addr(side), self.addr(other), "transport")]
+            cfg["policies"].append({"src": f"{self.inner6[side]}/128", "dst": f"{self.inner6[other]}/128",
+                                    "proto": 135, "spi": mo})
+        return cfg
 
     def start_planes(self) -> None:
         for side, ns in (("a", self.ns_a), ("b", self.ns_b)):
@@ -144,7 +155,7 @@ class EspLab:
         self.nodes.clear()
 
     def wireshark_sas(self) -> list:
-        """(src, dst, spi, EspSa config) for every SA, for the key export."""
+        """The outbound ``EspSa`` of each side (with keys), for the Wireshark key export."""
         from s2c.esp.sa import EspSa
 
         out = []
@@ -154,6 +165,34 @@ class EspLab:
                     cfg = dict(c, encr_key=bytes.fromhex(c["encr_key"]), integ_key=bytes.fromhex(c["integ_key"]))
                     out.append(EspSa.from_config(cfg, rng=os.urandom))
         return out
+
+    # ------------------------------------------------------------------ captures
+    def start_capture(self, side: str, path: str) -> subprocess.Popen:
+        """tcpdump on ``side``'s veth into ``path``; returns once tcpdump is listening."""
+        p = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns_a if side == "a" else self.ns_b, "tcpdump", "-n", "-U", "-i",
+             self.veth[side], "-w", path],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        self._captures.append(p)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            line = p.stderr.readline()  # type: ignore[union-attr]
+            if not line or "listening on" in line:
+                break
+        return p
+
+    def stop_capture(self, p: subprocess.Popen) -> None:
+        time.sleep(0.3)
+        if p.poll() is None:
+            p.terminate()
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        if p in self._captures:
+            self._captures.remove(p)
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "EspLab":
@@ -167,6 +206,8 @@ class EspLab:
         return self
 
     def close(self) -> None:
+        for p in list(self._captures):
+            self.stop_capture(p)
         self.stop_planes()
         self.close_network()
 
