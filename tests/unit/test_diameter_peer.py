@@ -350,3 +350,43 @@ def test_cer_in_open_rejected_and_cea_with_error_closes() -> None:
     (ev,) = drain(s)
     assert isinstance(ev, MessageDropped) and ev.result_code == ResultCode.DIAMETER_UNABLE_TO_COMPLY
     assert s.is_open
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=120), max_size=6), st.booleans())
+def test_peer_never_raises_on_garbage(chunks: list[bytes], prefix_valid: bool) -> None:
+    """Arbitrary bytes (optionally after a valid DER) only ever produce events, never exceptions."""
+    c, s = open_pair()
+    if prefix_valid:
+        der = build_der(PGW, session_id="x;1;1", destination_realm="r", eap_payload=b"\x02\x00\x00\x04")
+        der.hop_by_hop = 9
+        chunks = [der.serialize()[:30], der.serialize()[30:]] + chunks
+    for ch in chunks:
+        s.receive_data(ch, 1.0)
+        s.handle_timer(1.0)
+    for e in drain(s):
+        assert isinstance(e, (RequestReceived, MessageDropped, PeerClosed, DisconnectRequested, RequestTimedOut))
+    DiameterFramer().feed(s.data_to_send())  # whatever we answered is well-formed
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_mutated_requests_answered_or_dropped(data: st.DataObject) -> None:
+    c, s = open_pair()
+    mar_ok = build_der(PGW, session_id="x;1;1", destination_realm="r", eap_payload=b"\x02\x00\x00\x04")
+    mar_ok.hop_by_hop = 3
+    raw = bytearray(mar_ok.serialize())
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(4, len(raw) - 1))  # keep version/length so framing stays in sync
+        raw[i] = data.draw(st.integers(0, 255))
+    s.receive_data(bytes(raw), 1.0)
+    evs = drain(s)
+    answers = DiameterFramer().feed(s.data_to_send())
+    assert evs or answers  # never silently swallowed (a DWR is answered without an event)
+    for e in evs:
+        if isinstance(e, MessageDropped) and e.result_code is not None:
+            assert len(answers) == 1 and not answers[0].is_request and answers[0].hop_by_hop == e.message.hop_by_hop  # type: ignore[union-attr]
