@@ -121,6 +121,21 @@ def _addr_list(addrs: dict[str, dict[str, Any]], family: str) -> list[str]:
     return out
 
 
+def hss_subscriber(sub: Any) -> dict[str, Any]:
+    """A scenario subscriber as the HSS store takes it (hss/store.py ``subscriber_from_mapping``).
+
+    The model's ``ipv4_hoa`` is a flag (give the UE an IPv4 home address) while the store's is a
+    static IPv4 HoA; a model ``static_hoa`` goes to the store's ``ipv4_hoa``/``static_hoa`` by family.
+    """
+    d = {k: v for k, v in _plain(sub).items() if v is not None}
+    if isinstance(d.get("ipv4_hoa"), bool):
+        d.pop("ipv4_hoa")
+    hoa = d.pop("static_hoa", None)
+    if hoa:
+        d["ipv4_hoa" if ipaddress.ip_address(hoa).version == 4 else "static_hoa"] = hoa
+    return d
+
+
 def node_configs(scenario: Any, run_id: str, run_dir: Path, sockets: dict[str, str],
                  addresses: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
     """The JSON config of every daemon node (docs/control.md). ``addresses``: backend.addresses per node."""
@@ -149,15 +164,14 @@ def node_configs(scenario: Any, run_id: str, run_dir: Path, sockets: dict[str, s
         if kind == "hss":
             v4 = _addr_list(addrs, "ipv4")
             v6 = _addr_list(addrs, "ipv6")
-            params["subscribers"] = [_plain(s) for s in subscribers.values()]
+            params["subscribers"] = [hss_subscriber(s) for s in subscribers.values()]
             params["db"] = str(Path(run_dir) / "var" / f"{name}.db")
-            params["diameter"] = {"listen": [(v4 or v6 or ["127.0.0.1"])[0], DIAMETER_PORT],
-                                  "addresses": v4 + v6}
+            params["diameter"] = {"listen": (v4 + v6) or ["127.0.0.1"], "port": DIAMETER_PORT}
         elif kind == "pdngw":
             params["s2c"] = {"ipv4": _addr_list(addrs, "ipv4"), "ipv6": _addr_list(addrs, "ipv6")}
             if hss_nodes:
                 h = peer(hss_nodes[0])
-                h["diameter"] = [(h["ipv4"] or h["ipv6"] or ["127.0.0.1"])[0], DIAMETER_PORT]
+                h["diameter"] = {"address": (h["ipv4"] or h["ipv6"] or ["127.0.0.1"])[0], "port": DIAMETER_PORT}
                 peers["hss"] = h
         elif kind == "ue":
             ue = ues.get(name)

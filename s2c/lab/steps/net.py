@@ -262,12 +262,20 @@ def run_expect(ctx: RunContext, step: Any) -> StepOutcome:
     actual: Any = MISSING
     while True:
         polls += 1
-        reply = ctx.call(node, cmd, **cmd_args)
         try:
-            actual = follow(reply, path)
-            missing = ""
-        except KeyError as exc:
-            actual, missing = MISSING, str(exc.args[0] if exc.args else exc)
+            reply = ctx.call(node, cmd, **cmd_args)
+        except StepError as exc:
+            if not within:
+                raise
+            reply, missing = MISSING, str(exc)  # not answerable yet (e.g. no such stream): keep polling
+        if reply is not MISSING:
+            try:
+                actual = follow(reply, path)
+                missing = ""
+            except KeyError as exc:
+                actual, missing = MISSING, str(exc.args[0] if exc.args else exc)
+        else:
+            actual = MISSING
         failed = []
         for name, expected in comparisons:
             if name == "exists":
