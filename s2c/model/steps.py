@@ -450,7 +450,6 @@ register_step(StepSchema(
         FieldSpec("port", "integer", default=5001, min=1, max=65535, doc="destination UDP port"),
         FieldSpec("family", "string", default="auto", choices=FAMILIES,
                   doc="auto: the sender falls back to the other family when one is unreachable"),
-        FieldSpec("src", "address", choices=("hoa",), doc="source address: a literal, or 'hoa'"),
         *_THRESHOLDS,
     ),
     background="always",

@@ -70,7 +70,7 @@ def _mutate(data: Any, path: list[Any], value: Any) -> Any:
     return data
 
 
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @SETTINGS

@@ -420,3 +420,12 @@ def test_register_step_rejects_bad_schema() -> None:
         register_step(StepSchema(kind="x", fields=(FieldSpec("a", "string"),), scalar="b"))
     with pytest.raises(ValueError):
         FieldSpec("a", "strng")
+
+
+def test_docs_cover_every_step_and_field() -> None:
+    doc = (REPO / "docs" / "scenarios.md").read_text()
+    for kind, schema in STEP_SCHEMAS.items():
+        assert f"#### `{kind}`" in doc, kind
+        section = doc.split(f"#### `{kind}`", 1)[1].split("\n#### ", 1)[0]
+        for f in schema.fields:
+            assert f"`{f.name}`" in section, (kind, f.name)
