@@ -229,7 +229,10 @@ _PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
 
 @dataclass(frozen=True, slots=True)
 class Avp:
-    """One AVP (RFC 6733 §4.1).  ``data`` is the unpadded payload; the V flag follows ``vendor_id``."""
+    """One AVP (RFC 6733 §4.1).  ``data`` is the unpadded payload.
+
+    The Vendor-ID field is written when ``vendor_id`` is non-zero or the V flag is set.
+    """
 
     code: int
     flags: int
@@ -451,7 +454,7 @@ def serialize_avps(avps: Iterable[Avp]) -> bytes:
     for a in avps:
         data = a.data
         n = len(data)
-        if a.vendor_id:
+        if a.vendor_id or a.flags & AVP_FLAG_VENDOR:
             append(hdr_v(a.code, ((a.flags | AVP_FLAG_VENDOR) << 24) | (n + 12), a.vendor_id))
         else:
             append(hdr(a.code, ((a.flags & ~AVP_FLAG_VENDOR & 0xFF) << 24) | (n + 8)))

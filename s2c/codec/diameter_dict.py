@@ -292,8 +292,8 @@ class Avp3gpp(IntEnum):
 def _check() -> None:
     for code in AvpCode:
         assert (int(code), 0) in AVP_DICTIONARY, code
-    for code in Avp3gpp:
-        assert (int(code), VENDOR_3GPP) in AVP_DICTIONARY, code
+    for code3 in Avp3gpp:
+        assert (int(code3), VENDOR_3GPP) in AVP_DICTIONARY, code3
 
 
 _check()

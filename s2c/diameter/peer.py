@@ -263,6 +263,10 @@ class DiameterPeer:
         return t
 
     @property
+    def _closed(self) -> bool:
+        return self.state is PeerState.CLOSED
+
+    @property
     def is_open(self) -> bool:
         return self.state is PeerState.OPEN
 
@@ -313,7 +317,7 @@ class DiameterPeer:
             self._close(f"framing error: {exc}")
             return
         for frame in frames:
-            if self.state is PeerState.CLOSED:
+            if self._closed:
                 return
             self.counters["rx"] += 1
             try:
@@ -339,7 +343,7 @@ class DiameterPeer:
                 self._close("no CEA received within timeout")
             elif self.state is PeerState.CLOSING:
                 self._close("no DPA received within timeout")
-            if self.state is PeerState.CLOSED:
+            if self._closed:
                 return
         while self._pending:
             hbh, (deadline, req) = next(iter(self._pending.items()))

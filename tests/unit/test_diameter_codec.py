@@ -436,3 +436,27 @@ def test_scapy_dissects_our_messages_identically() -> None:
         assert (p.drHbHId, p.drEtEId) == (0xAABBCCDD, 0x11223344)
         ours = [(a.code, a.vendor_id, 8 + (4 if a.vendor_id else 0) + len(a.data)) for a in m.avps]
         assert _scapy_avps(p.avpList) == ours
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(min_size=20, max_size=200))
+def test_reserialize_is_identity_for_parsable_input(tail: bytes) -> None:
+    """Whatever parses re-serializes to the same bytes, modulo non-zero padding bytes."""
+    raw = bytearray(bytes.fromhex("01000000" "80000101" "00000000" "00000001" "00000002") + tail)
+    raw = raw[: len(raw) & ~3]
+    raw[1:4] = len(raw).to_bytes(3, "big")
+    try:
+        m = parse_message(bytes(raw))
+    except DiameterDecodeError:
+        return
+    again = serialize_message(m)
+    assert len(again) == len(raw)
+    assert parse_message(again) == m
+
+
+def test_vendor_flag_with_zero_vendor_round_trips() -> None:
+    raw = bytes.fromhex("01000024" "80000101" "00000000" "00000001" "00000002"
+                        "00000001" "c0000010" "00000000" "41424344")
+    m = parse_message(raw)
+    assert m.avps[0].vendor_id == 0 and m.avps[0].is_vendor
+    assert serialize_message(m) == raw
