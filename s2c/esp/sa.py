@@ -34,6 +34,7 @@ from s2c.esp.replay import ReplayWindow
 Rng = Callable[[int], bytes]
 
 _HDR = struct.Struct("!II")
+_HDR_IV = struct.Struct("!IIQ")  # SPI | seq (low 32) | 64-bit counter IV (RFC 4106 §3.1)
 _U32 = struct.Struct("!I")
 _U64 = struct.Struct("!Q")
 _M32 = 0xFFFFFFFF
@@ -136,6 +137,8 @@ class EspSa:
                 raise ValueError("AES-GCM is combined mode: no integrity transform (RFC 4106 §8)")
             self._aead = AESGCM(self.encr_key[:-4])
             self._salt = self.encr_key[-4:]
+            # trailer for (payload length mod 4, next header): padding to 4 bytes (RFC 4303 §2.4)
+            self._gcm_trailers = [trailer(r, nh, 4) for r in range(4) for nh in range(256)]
             self._iv_len = GCM_IV_LEN
             self._icv_len = GCM_ICV_LEN
             self._align = 4
@@ -180,30 +183,33 @@ class EspSa:
                 raise ValueError("next_header is required in transport mode")
             next_header = IpProto.IPV6 if payload[0] >> 4 == 6 else IpProto.IPV4
         seq = self.seq + 1
-        if seq > self._seq_limit:
-            self.rekey_needed = True
-            raise SequenceOverflow(f"SA 0x{self.spi:08x} exhausted its sequence numbers")
-        self.seq = seq
         if seq > self._seq_limit - self.rekey_margin:
             self.rekey_needed = True
+            if seq > self._seq_limit:
+                raise SequenceOverflow(f"SA 0x{self.spi:08x} exhausted its sequence numbers")
+        self.seq = seq
         n = len(payload)
-        header = _HDR.pack(self.spi, seq & _M32)
-        if self.encr is EncrAlg.ENCR_AES_GCM_16:
-            iv = _U64.pack(seq)  # counter IV, unique per key (RFC 4106 §3.1)
-            aad = header if not self.esn else _HDR.pack(self.spi, seq >> 32) + _U32.pack(seq & _M32)
-            ct = self._aead.encrypt(self._salt + iv, b"".join((payload, trailer(n, next_header, 4))), aad)
-            out = b"".join((header, iv, ct))
-        else:
-            if self.encr is EncrAlg.ENCR_AES_CBC:
-                iv = self.rng(CBC_IV_LEN)  # type: ignore[misc]
-                enc = Cipher(self._aes, modes.CBC(iv)).encryptor()
-                body = iv + enc.update(b"".join((payload, trailer(n, next_header, AES_BLOCK)))) + enc.finalize()
-            else:
-                body = b"".join((payload, trailer(n, next_header, 4)))
-            signed = header + body
-            mac_input = signed + _U32.pack(seq >> 32) if self.esn else signed
-            out = signed + hmac.digest(self.integ_key, mac_input, "sha256")[:16]
         c = self.counters
+        if self.encr is EncrAlg.ENCR_AES_GCM_16:
+            # the IV is the 64-bit sequence counter: unique per key (RFC 4106 §3.1)
+            hdr_iv = _HDR_IV.pack(self.spi, seq & _M32, seq)
+            aad = hdr_iv[:8] if not self.esn else _HDR.pack(self.spi, seq >> 32) + hdr_iv[4:8]
+            if type(payload) is not bytes:
+                payload = bytes(payload)
+            ct = self._aead.encrypt(self._salt + hdr_iv[8:], payload + self._gcm_trailers[((n & 3) << 8) | next_header], aad)
+            c.packets_out += 1
+            c.bytes_out += n
+            return hdr_iv + ct
+        header = _HDR.pack(self.spi, seq & _M32)
+        if self.encr is EncrAlg.ENCR_AES_CBC:
+            iv = self.rng(CBC_IV_LEN)  # type: ignore[misc]
+            enc = Cipher(self._aes, modes.CBC(iv)).encryptor()
+            body = iv + enc.update(b"".join((payload, trailer(n, next_header, AES_BLOCK)))) + enc.finalize()
+        else:
+            body = b"".join((payload, trailer(n, next_header, 4)))
+        signed = header + body
+        mac_input = signed + _U32.pack(seq >> 32) if self.esn else signed
+        out = signed + hmac.digest(self.integ_key, mac_input, "sha256")[:16]
         c.packets_out += 1
         c.bytes_out += n
         return out
@@ -238,7 +244,7 @@ class EspSa:
                 raise MalformedEsp("AES-GCM ciphertext not 4-byte aligned")
             aad = mv[:8] if not self.esn else bytes(mv[:4]) + _HDR.pack(seq >> 32, seq_lo)
             try:
-                plain = self._aead.decrypt(self._salt + bytes(mv[8:16]), mv[16:], aad)
+                plain = self._aead.decrypt(self._salt + mv[8:16].tobytes(), mv[16:], aad)
             except InvalidTag:
                 c.auth_failures += 1
                 raise IntegrityFailure(f"AES-GCM tag mismatch on SA 0x{self.spi:08x}") from None
