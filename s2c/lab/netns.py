@@ -89,7 +89,7 @@ class _Side:
 
 @dataclass
 class _Wire:
-    """One veth pair as built: ``a`` is the side that creates it (the non-bridge side if any)."""
+    """One veth pair as built: ``a`` creates it (the bridge port, if one side is a bridge)."""
 
     key: str  # link name as in the model, or "<node>:<iface>@<network>" after a move
     a: _Side
@@ -99,7 +99,8 @@ class _Wire:
     pcap: Path | None = None
 
     def capture_side(self) -> _Side:
-        return self.a  # a is the non-bridge side when there is one, else a bridge port
+        """The non-bridge side when there is one, else the creating bridge port."""
+        return self.b if self.a.bridge_port and not self.b.bridge_port else self.a
 
 
 @dataclass
@@ -126,7 +127,6 @@ class NetnsBackend(Backend):
             raise LabError(f"run id {run_id!r} must be letters, digits, '.', '_' or '-'")
         self._nsname = {n: f"{run_id}-{n}" for n in topology.nodes}
         self._ipr: dict[str, Any] = {}  # node -> pyroute2 IPRoute living in that namespace
-        self._ipr_fd: dict[str, int] = {}
         self._nsfd: dict[str, int] = {}  # node -> O_RDONLY fd of /run/netns/<ns> (for net_ns_fd)
         self._created_ns: list[str] = []
         self._procs: list[NodeProcess] = []
@@ -257,12 +257,17 @@ class NetnsBackend(Backend):
             raise LabError(f"creating namespaces: {exc.strerror or exc}") from exc
         from pyroute2 import IPRoute
 
-        for n in topo.nodes:
-            ns = self._nsname[n]
-            self._created_ns.append(ns)
-            self._ipr_fd[n] = fds[ns]
-            self._ipr[n] = IPRoute(fileno=fds[ns])
-            self._nsfd[n] = os.open(nsexec.netns_path(ns), os.O_RDONLY | os.O_CLOEXEC)
+        self._created_ns.extend(self._nsname[n] for n in topo.nodes)
+        pending = dict(fds)  # fds not yet owned by an IPRoute (which closes its fd itself)
+        try:
+            for n in topo.nodes:
+                ns = self._nsname[n]
+                self._ipr[n] = IPRoute(fileno=pending[ns])
+                del pending[ns]
+                self._nsfd[n] = os.open(nsexec.netns_path(ns), os.O_RDONLY | os.O_CLOEXEC)
+        finally:
+            for fd in pending.values():
+                os.close(fd)
         self._save_state()
         self._check_cancel()
 
@@ -275,17 +280,19 @@ class NetnsBackend(Backend):
                     "add",
                     ifname=BRIDGE_IF,
                     kind="bridge",
+                    state="up",
                     br_stp_state=0,
                     br_forward_delay=0,
                     br_mcast_snooping=0,
                 )
                 self._ports[n] = set()
 
-        # 3. veth pairs
+        # 3. veth pairs, created up (and enslaved to br0 when the creating side is a bridge port)
         for link in topo.links:
             self._wires.append(self._plan_wire(link))
+        bridge_index = {n: self._ipr[n].link_lookup(ifname=BRIDGE_IF)[0] for n in self._ports}
         for wire in self._wires:
-            self._make_veth(wire)
+            self._make_veth(wire, bridge_index.get(wire.a.node))
         self._check_cancel()
 
         # 4. interfaces of the model that no link carries become dummies (loopback-like addresses)
@@ -299,22 +306,28 @@ class NetnsBackend(Backend):
                 if (n, ifname) not in linked:
                     self._add_standalone(n, ifname)
 
-        # 5. addresses, up, routes
+        # 5. the peer ends up (and into br0 when they are bridge ports)
         index = {n: self._index_map(n) for n in topo.nodes}
+        for wire in self._wires:
+            self._peer_up(wire, index)
+
+        # 6. captures start now and get ready while the addressing goes on
+        if self.capture:
+            for wire in self._wires:
+                self._start_capture(wire, wait=False)
+
+        # 7. addresses, routes
         for n, node in topo.nodes.items():
             ipr = self._ipr[n]
             for ifname, iface in node.interfaces.items():
                 idx = index[n].get(ifname)
                 if idx is None:
                     continue
-                if iface.mtu:
+                if iface.mtu and (n, ifname) not in linked:
                     ipr.link("set", index=idx, mtu=iface.mtu)
                 self._add_addresses(ipr, idx, iface.ipv4, iface.ipv6)
-            for ifname, idx in index[n].items():
-                if ifname != "lo":
+                if (n, ifname) not in linked or (node.kind is NodeKind.BRIDGE and ifname == BRIDGE_IF):
                     ipr.link("set", index=idx, state="up")
-        for wire in self._wires:
-            self._attach_ports(wire, index)
         # UE radios on access networks: pool addresses + default routes
         for wire in self._wires:
             radio = self._radio_for(wire)
@@ -325,15 +338,13 @@ class NetnsBackend(Backend):
                 self._add_route(n, route, index[n])
         self._check_cancel()
 
-        # 6. NAT44
+        # 8. NAT44
         for n, node in topo.nodes.items():
             if node.nat44 is not None:
                 self._setup_nat44(n, node)
 
-        # 7. captures, all started at once, then waited for
+        # 9. every capture listening before anything else runs
         if self.capture:
-            for wire in self._wires:
-                self._start_capture(wire, wait=False)
             self._wait_captures([w for w in self._wires if w.capture])
         self._save_state()
 
@@ -376,8 +387,8 @@ class NetnsBackend(Backend):
 
     def _plan_wire(self, link: Link, key: str | None = None, segment: int = 0) -> _Wire:
         ends = [link.a, link.b]
-        if self._is_bridge(ends[0].node) and not self._is_bridge(ends[1].node):
-            ends.reverse()
+        if self._is_bridge(ends[1].node) and not self._is_bridge(ends[0].node):
+            ends.reverse()  # the bridge port creates the pair: enslaved and up in one request
         sides = []
         for ep, other in ((ends[0], ends[1]), (ends[1], ends[0])):
             if self._is_bridge(ep.node):
@@ -391,16 +402,22 @@ class NetnsBackend(Backend):
                 if not ep.iface or not _ifname_ok(ep.iface):
                     raise LabError(f"bad interface name in link {link.name}")
                 sides.append(_Side(ep.node, ep.iface, False))
-        stem = _sanitize(f"{ends[0]}--{ends[1]}")
+        # pcap named from the non-bridge side, as the link reads: "ue1.wlan0--wlan-a"
+        stem = _sanitize(f"{ends[1]}--{ends[0]}" if sides[0].bridge_port and not sides[1].bridge_port
+                         else f"{ends[0]}--{ends[1]}")
         if segment:
             stem += f".{segment}"
         return _Wire(key or link.name, sides[0], sides[1], stem)
 
-    def _make_veth(self, wire: _Wire) -> None:
+    def _make_veth(self, wire: _Wire, master: int | None = None) -> None:
         ipr = self._ipr[wire.a.node]
         mtu = self._mtu_of(wire.a) or self._mtu_of(wire.b)
         peer: dict[str, Any] = {"ifname": wire.b.ifname, "net_ns_fd": self._nsfd[wire.b.node]}
-        kw: dict[str, Any] = {}
+        kw: dict[str, Any] = {"state": "up"}
+        if wire.a.bridge_port:
+            if master is None:
+                master = self._ipr[wire.a.node].link_lookup(ifname=BRIDGE_IF)[0]
+            kw["master"] = master
         if mtu:
             peer["mtu"] = mtu
             kw["mtu"] = mtu
@@ -418,16 +435,13 @@ class NetnsBackend(Backend):
             link.get("ifname"): link["index"] for link in self._ipr[node].get_links()
         }
 
-    def _attach_ports(self, wire: _Wire, index: dict[str, dict[str, int]]) -> None:
-        for side in (wire.a, wire.b):
-            if side.bridge_port:
-                ipr = self._ipr[side.node]
-                ipr.link(
-                    "set",
-                    index=index[side.node][side.ifname],
-                    master=index[side.node][BRIDGE_IF],
-                    state="up",
-                )
+    def _peer_up(self, wire: _Wire, index: dict[str, dict[str, int]]) -> None:
+        """Bring up the peer end of a new veth (the creating end is up already)."""
+        side = wire.b
+        kw: dict[str, Any] = {"state": "up"}
+        if side.bridge_port:
+            kw["master"] = index[side.node][BRIDGE_IF]
+        self._ipr[side.node].link("set", index=index[side.node][side.ifname], **kw)
 
     def _add_addresses(self, ipr: Any, idx: int, v4: Any, v6: Any) -> None:
         for a in v4:
@@ -440,21 +454,20 @@ class NetnsBackend(Backend):
     # -- access networks (DHCP/SLAAC stand-in)
     def _radio_for(self, wire: _Wire) -> _Radio | None:
         """If ``wire`` attaches a UE interface to an access network, register it as a radio."""
-        if wire.b.bridge_port and not wire.a.bridge_port:
-            node = self._node(wire.a.node)
-            net = self._node(wire.b.node)
-            if node.kind is NodeKind.UE and net.is_access_network:
-                key = (wire.a.node, wire.a.ifname)
-                radio = self._radios.get(key)
-                if radio is None:
-                    ue_ifaces = list(node.interfaces)
-                    pos = ue_ifaces.index(wire.a.ifname) if wire.a.ifname in ue_ifaces else len(
-                        self._radios
-                    )
-                    radio = _Radio(wire.a.node, wire.a.ifname, wire.b.node, metric=UE_DEFAULT_METRIC + pos)
-                    self._radios[key] = radio
-                return radio
-        return None
+        if wire.a.bridge_port == wire.b.bridge_port:
+            return None
+        ue_side, net_side = (wire.b, wire.a) if wire.a.bridge_port else (wire.a, wire.b)
+        node = self._node(ue_side.node)
+        if node.kind is not NodeKind.UE or not self._node(net_side.node).is_access_network:
+            return None
+        key = (ue_side.node, ue_side.ifname)
+        radio = self._radios.get(key)
+        if radio is None:
+            ue_ifaces = list(node.interfaces)
+            pos = ue_ifaces.index(ue_side.ifname) if ue_side.ifname in ue_ifaces else len(self._radios)
+            radio = _Radio(ue_side.node, ue_side.ifname, net_side.node, metric=UE_DEFAULT_METRIC + pos)
+            self._radios[key] = radio
+        return radio
 
     def _assign_radio(self, radio: _Radio, idx: int) -> None:
         net = self._node(radio.network)
@@ -601,55 +614,77 @@ class NetnsBackend(Backend):
 
     # ------------------------------------------------------------------ teardown
     def teardown(self) -> None:
+        self._cancel.set()  # a build running in the worker stops at its next checkpoint
         with self._lock:
             if self._torn:
                 return
             self._torn = True
-            self._cancel.set()
+            # wait for the worker to be idle (FIFO: anything queued before us has finished), so
+            # nothing is created behind our back while we remove things
+            if threading.get_ident() != self._worker_ident:
+                try:
+                    self._worker.submit(lambda: None).result(timeout=15)
+                except BaseException:  # noqa: BLE001
+                    pass
+            # every step runs even if an earlier one failed or a Ctrl-C arrives: teardown
+            # never raises and leaves as little as it can
+            for step in (
+                self._stop_processes,
+                self._stop_captures,
+                self._kill_namespace_residents,
+                self._close_sockets,
+                self._remove_namespaces,
+            ):
+                try:
+                    step()
+                except BaseException:  # noqa: BLE001
+                    pass
             try:
-                self._teardown()
-            except BaseException:  # noqa: BLE001 - teardown never raises
-                pass
-            finally:
                 self._save_state()
-                self._worker.shutdown(wait=False)
+            except BaseException:  # noqa: BLE001
+                pass
+            self._worker.shutdown(wait=False)
 
-    def _teardown(self) -> None:
-        # node processes first (they may hold sockets in the namespaces), then captures, so the
-        # pcaps hold everything up to the end; all signalled at once, waited for together
-        groups = [p for p in self._procs] + [w.capture for w in self._wires if w.capture]
-        _terminate_all([p for p in self._procs], grace=3.0)
+    def _stop_processes(self) -> None:
+        # node processes first (they may hold sockets in the namespaces); all signalled at once
+        _terminate_all(list(self._procs), grace=3.0)
+
+    def _stop_captures(self) -> None:
+        # then captures, so the pcaps hold everything up to the end; tcpdump flushes on SIGTERM
         _terminate_all([w.capture for w in self._wires if w.capture], grace=2.0)
-        del groups
         for w in self._wires:
             w.capture = None
-        # anything else still living in one of our namespaces (children that escaped the group)
+
+    def _kill_namespace_residents(self) -> None:
+        # anything else still living in one of our namespaces (children that left the group,
+        # commands run with exec that outlived their timeout)
         paths = [nsexec.netns_path(ns) for ns in self._created_ns]
-        for _path, pids in nsexec.pids_in_netns(paths).items():
-            if pids:
-                nsexec.kill_pids(pids, grace=1.0)
-        # netlink sockets
+        pids = [p for found in nsexec.pids_in_netns(paths).values() for p in found]
+        if pids:
+            nsexec.kill_pids(pids, grace=1.0)
+
+    def _close_sockets(self) -> None:
         def close_all() -> None:
             for ipr in self._ipr.values():
                 try:
-                    ipr.close()
+                    ipr.close()  # closes its netlink fd too
                 except Exception:  # noqa: BLE001
                     pass
 
         try:
             if self._ipr:
                 self._call(close_all)
-        except Exception:  # noqa: BLE001
-            pass
-        self._ipr.clear()
-        for fd in list(self._ipr_fd.values()) + list(self._nsfd.values()):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._ipr_fd.clear()
-        self._nsfd.clear()
-        # namespaces (their veths, bridges, qdiscs and nft tables go with them)
+        finally:
+            self._ipr.clear()
+            for fd in self._nsfd.values():
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self._nsfd.clear()
+
+    def _remove_namespaces(self) -> None:
+        # their veths, bridges, qdiscs and nft tables go with them
         for ns in list(self._created_ns):
             try:
                 nsexec.remove_namespace(ns)
@@ -763,7 +798,12 @@ class NetnsBackend(Backend):
             raise LabError(f"move: {network} is not an access network")
         radio = self._radios.get((node, iface))
         wire = next(
-            (w for w in self._wires if (w.a.node, w.a.ifname) == (node, iface) and not w.a.bridge_port),
+            (
+                w
+                for w in self._wires
+                for side in (w.a, w.b)
+                if (side.node, side.ifname) == (node, iface) and not side.bridge_port
+            ),
             None,
         )
         if wire is None:
@@ -776,7 +816,8 @@ class NetnsBackend(Backend):
         idx = ipr.link_lookup(ifname=iface)
         if idx:
             ipr.link("del", index=idx[0])
-        self._ports.get(wire.b.node, set()).discard(wire.b.ifname)
+        port = wire.a if wire.a.bridge_port else wire.b
+        self._ports.get(port.node, set()).discard(port.ifname)
         self._wires.remove(wire)
         self._release_radio(radio)
         self._impaired.pop((node, iface), None)
@@ -789,12 +830,11 @@ class NetnsBackend(Backend):
         self._make_veth(new)
         self._wires.append(new)
         index = {node: self._index_map(node), network: self._index_map(network)}
+        self._peer_up(new, index)
         model_if = self._node(node).interfaces.get(iface)
         ue_idx = index[node][iface]
         if model_if is not None:
             self._add_addresses(ipr, ue_idx, model_if.ipv4, model_if.ipv6)
-        ipr.link("set", index=ue_idx, state="up")
-        self._attach_ports(new, index)
         self._assign_radio(radio, ue_idx)
         if self.capture:
             self._start_capture(new, wait=True)
