@@ -27,6 +27,7 @@ from s2c.codec import eap
 from s2c.codec import eap_aka as ea
 from s2c.codec.eap import EapCode, EapDecodeError, EapType
 from s2c.codec.eap_aka import AkaSubtype, NotificationCode
+from s2c.crypto import aka_kdf
 from s2c.crypto.aka_kdf import AkaKeys
 from s2c.crypto.milenage import AuthVector
 
@@ -128,14 +129,24 @@ class AkaServer:
         else:
             self._handle_identity(bytes(identity))
 
-    def provide_vector(self, av: AuthVector) -> None:
-        """Answer a :class:`VectorRequired` with a vector from the HSS; queues the Challenge."""
+    def provide_vector(self, av: AuthVector, *, primed: bool = False) -> None:
+        """Answer a :class:`VectorRequired` with a vector from the HSS; queues the Challenge.
+
+        ``primed=True`` (EAP-AKA' only): ``av.ck``/``av.ik`` already are CK'/IK', as the HSS
+        returns them on SWx for EAP-AKA' (TS 33.402 §6.2, TS 29.273 §8.2.3.x); they must have
+        been derived for this server's ``network_name``.
+        """
         if self.state is not ServerState.WAIT_VECTOR:
             raise ProtocolError(f"no vector expected in state {self.state.value}")
         if len(av.rand) != 16 or len(av.autn) != 16 or len(av.ck) != 16 or len(av.ik) != 16 or not 4 <= len(av.xres) <= 16:
             raise ValueError("malformed authentication vector")
+        if primed and self.method != EapType.AKA_PRIME:
+            raise ValueError("primed (CK'/IK') vectors only for EAP-AKA'")
         assert self.identity is not None
-        keys = common.derive_keys(self.method, self.identity, av.ck, av.ik, av.autn, self.network_name)
+        if primed:
+            keys = aka_kdf.derive_aka_prime_keys(self.identity, av.ik, av.ck)
+        else:
+            keys = common.derive_keys(self.method, self.identity, av.ck, av.ik, av.autn, self.network_name)
         attrs: tuple[ea.Attribute, ...] = (ea.AtRand(av.rand), ea.AtAutn(av.autn))
         if self.method == EapType.AKA_PRIME:
             attrs += (ea.AtKdf(common.KDF_AKA_PRIME), ea.AtKdfInput(self.network_name))

@@ -6,7 +6,6 @@ SQN_HE -> next_sqn, vectors via generate_vector, resync via recover_sqn_ms + res
 
 from __future__ import annotations
 
-import itertools
 import random
 
 import pytest
@@ -158,6 +157,33 @@ def test_success(method: int, start_identity: str | None) -> None:
         assert len(challenge.get(ea.AtCheckcode).checkcode) == (20 if method == EapType.AKA else 32)
     else:
         assert challenge.get(ea.AtCheckcode).checkcode == b""
+
+
+def test_aka_prime_with_hss_derived_ck_ik_prime() -> None:
+    # SWx style: the HSS hands over CK'/IK' (TS 33.402 §6.2) instead of CK/IK.
+    from s2c.crypto import aka_kdf
+    results = []
+    for primed in (False, True):
+        peer = AkaPeer(Usim(K, OPC), IMSI, methods=(EapType.AKA_PRIME,))
+        server = AkaServer(rng=det_rng(), method=EapType.AKA_PRIME)
+        server.start(permanent_nai(IMSI, 2, EapType.AKA_PRIME).encode())
+        server.next_event()
+        av = FakeHss(seed=5).vector(None)
+        if primed:
+            ck_p, ik_p = aka_kdf.ck_ik_prime(av.ck, av.ik, b"WLAN", av.autn[:6])
+            av = milenage.AuthVector(rand=av.rand, xres=av.xres, autn=av.autn, ck=ck_p, ik=ik_p)
+        server.provide_vector(av, primed=primed)
+        peer.receive(server.next_message())
+        server.receive(peer.next_message())
+        ev = server.next_event()
+        peer.receive(server.next_message())
+        assert isinstance(ev, AuthenticationSucceeded) and peer.next_event().msk == ev.msk
+        results.append(ev.msk)
+    assert results[0] == results[1]
+    with pytest.raises(ValueError):
+        s = AkaServer(rng=det_rng(), method=EapType.AKA)
+        s.start(permanent_nai(IMSI).encode())
+        s.provide_vector(FakeHss().vector(None), primed=True)
 
 
 def test_aka_and_aka_prime_keys_differ_for_same_vector() -> None:
