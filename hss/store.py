@@ -9,7 +9,8 @@ USIM. The AuC side (``next_vector``, ``resync``) follows TS 33.102 §6.3 and Ann
 * ``sqn_reserve`` (default 1) > 1 persists a block of future SQNs ahead ("high watermark") in one
   commit and hands them out from memory; a restart resumes above the watermark (skipping the unused
   ones, well within the USIM's delta window of Annex C.2.1), so the guarantee holds with one fsync per
-  block instead of one per vector.
+  block instead of one per vector. When half a block is used, a background thread commits the next
+  watermark on its own connection, so callers (the daemon's event loop) rarely wait for an fsync.
 * ``resync`` verifies MAC-S (f1* with AMF = 0000, §6.3.5), recovers SQN_MS = (SQN_MS xor AK*) xor AK*,
   sets SQN_HE from it (Annex C.3.4) atomically, then issues a fresh vector.
 
@@ -23,6 +24,7 @@ import os
 import re
 import sqlite3
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -276,13 +278,19 @@ def _now() -> str:
 
 
 # -- the store ------------------------------------------------------------------------------------------
-@dataclass
+@dataclass(eq=False)
 class _Block:
-    """SQNs reserved on disk (``watermark``) of which ``last`` was handed out last."""
+    """SQNs reserved on disk up to ``watermark``, of which ``last`` was handed out last.
+
+    ``pending`` is the watermark a background refill is committing (None when idle); ``left`` the
+    number of SQNs still available in (last, watermark].
+    """
 
     created: str
     watermark: int
     last: int
+    left: int
+    pending: int | None = None
 
 
 class SubscriberStore:
@@ -299,7 +307,11 @@ class SubscriberStore:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
         self._lock = threading.RLock()
         self._blocks: dict[str, _Block] = {}
+        self._blk_lock = threading.Lock()
+        self._refiller: ThreadPoolExecutor | None = None
+        self._writer: sqlite3.Connection | None = None
         self.commits = 0  # number of SQN-persisting transactions (bench/diagnostics)
+        self.refills = 0  # of which committed by the background refiller
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -308,7 +320,13 @@ class SubscriberStore:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
+        if self._refiller is not None:
+            self._refiller.shutdown(wait=True)
+            self._refiller = None
         with self._lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
             if self._db is not None:
                 self._db.close()
                 self._db = None  # type: ignore[assignment]
@@ -343,7 +361,8 @@ class SubscriberStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self._blocks.pop(sub.imsi, None)
+            with self._blk_lock:
+                self._blocks.pop(sub.imsi, None)
         return self.get(sub.imsi)
 
     def upsert(self, sub: Subscriber | Mapping[str, Any]) -> Subscriber:
@@ -381,7 +400,8 @@ class SubscriberStore:
     def delete(self, imsi: str) -> None:
         with self._lock:
             cur = self._db.execute("DELETE FROM subscribers WHERE imsi=?", (str(imsi),))
-            self._blocks.pop(str(imsi), None)
+            with self._blk_lock:
+                self._blocks.pop(str(imsi), None)
         if cur.rowcount == 0:
             raise UnknownSubscriber(str(imsi))
 
@@ -432,32 +452,101 @@ class SubscriberStore:
         self._db.execute("BEGIN IMMEDIATE")
 
     def _take_sqn(self, imsi: str) -> tuple[Subscriber, int]:
-        """Return (subscriber, fresh SQN); the SQN is on disk (<= the persisted watermark) on return."""
+        """Return (subscriber, fresh SQN); the SQN is on disk (<= a committed watermark) on return.
+
+        Fast path: the next SQN of the in-memory block, whose watermark was committed before it was
+        published. When half of the block is used, a background thread commits the next watermark
+        (on its own connection, so the caller never waits for that fsync); if the block runs out
+        first, the caller reserves synchronously. Any mismatch with the row (another process, a
+        resync, a re-provisioning) discards the block: SQNs are skipped, never re-issued.
+        """
         sub = self.get(imsi)
-        blk = self._blocks.get(imsi)
-        if blk is not None and blk.created == sub.created and blk.watermark == sub.sqn and blk.last != blk.watermark:
-            nxt = auc.next_sqn(blk.last)
-            blk.last = nxt
-            return sub, nxt
-        # Reserve a fresh block: advance SQN_HE ``sqn_reserve`` times and persist it before use.
-        self._begin()
-        try:
-            row = self._db.execute("SELECT sqn, created FROM subscribers WHERE imsi=?", (imsi,)).fetchone()
-            if row is None:
-                raise UnknownSubscriber(imsi)
-            start, created = int(row[0]), row[1]
-            first = auc.next_sqn(start)
-            watermark = first
-            for _ in range(self.sqn_reserve - 1):
-                watermark = auc.next_sqn(watermark)
-            self._db.execute("UPDATE subscribers SET sqn=?, updated=? WHERE imsi=?", (watermark, _now(), imsi))
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self.commits += 1
-        self._blocks[imsi] = _Block(created=created, watermark=watermark, last=first)
+        with self._blk_lock:
+            blk = self._blocks.get(imsi)
+            if (blk is not None and blk.left > 0 and blk.created == sub.created
+                    and (sub.sqn == blk.watermark or sub.sqn == blk.pending)):
+                nxt = auc.next_sqn(blk.last)
+                blk.last = nxt
+                blk.left -= 1
+                if blk.pending is None and blk.left < (self.sqn_reserve + 1) // 2:
+                    self._schedule_refill(imsi, blk)
+                return sub, nxt
+        # Reserve a fresh block synchronously: advance SQN_HE ``sqn_reserve`` times, persist, then use.
+        with self._lock:
+            self._begin()
+            try:
+                row = self._db.execute("SELECT sqn, created FROM subscribers WHERE imsi=?", (imsi,)).fetchone()
+                if row is None:
+                    raise UnknownSubscriber(imsi)
+                start, created = int(row[0]), row[1]
+                first = auc.next_sqn(start)
+                watermark = self._advance(first, self.sqn_reserve - 1)
+                self._db.execute("UPDATE subscribers SET sqn=?, updated=? WHERE imsi=?", (watermark, _now(), imsi))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self.commits += 1
+            with self._blk_lock:
+                self._blocks[imsi] = _Block(created=created, watermark=watermark, last=first,
+                                            left=self.sqn_reserve - 1)
+        if created != sub.created:
+            sub = self.get(imsi)
         return sub, first
+
+    @staticmethod
+    def _advance(sqn: int, steps: int) -> int:
+        for _ in range(steps):
+            sqn = auc.next_sqn(sqn)
+        return sqn
+
+    def _schedule_refill(self, imsi: str, blk: _Block) -> None:
+        """Called with ``_blk_lock`` held: commit the next watermark in the background."""
+        if self.sqn_reserve < 2 or self.path == ":memory:":
+            return
+        target = self._advance(blk.watermark, self.sqn_reserve)
+        blk.pending = target
+        if self._refiller is None:
+            self._refiller = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hss-sqn")
+        self._refiller.submit(self._refill, imsi, blk, blk.watermark, target)
+
+    def _refill(self, imsi: str, blk: _Block, base: int, target: int) -> None:
+        ok = False
+        try:
+            if self._writer is None:
+                self._writer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+                self._writer.execute("PRAGMA synchronous=FULL")
+                self._writer.execute("PRAGMA busy_timeout=10000")
+            w = self._writer
+            w.execute("BEGIN IMMEDIATE")
+            try:
+                row = w.execute("SELECT sqn, created FROM subscribers WHERE imsi=?", (imsi,)).fetchone()
+                if row is not None and int(row[0]) == base and row[1] == blk.created:
+                    w.execute("UPDATE subscribers SET sqn=?, updated=? WHERE imsi=?", (target, _now(), imsi))
+                    w.execute("COMMIT")
+                    ok = True
+                else:
+                    w.execute("ROLLBACK")
+            except BaseException:
+                w.execute("ROLLBACK")
+                raise
+        except Exception:  # noqa: BLE001 - a failed refill only means the next take reserves synchronously
+            ok = False
+        with self._blk_lock:
+            if ok:
+                self.commits += 1
+                self.refills += 1
+            if self._blocks.get(imsi) is blk and blk.pending == target:
+                blk.pending = None
+                if ok:
+                    added = self.sqn_reserve
+                    blk.watermark = target
+                    blk.left += added
+
+    def flush(self) -> None:
+        """Wait for background refills (tests, shutdown)."""
+        if self._refiller is not None:
+            self._refiller.submit(lambda: None).result()
 
     def next_vector(self, imsi: str, rng: Rng) -> Vector:
         """A vector with a fresh SQN (Annex C.3.2), persisted before this returns (§6.3.2)."""
@@ -494,7 +583,8 @@ class SubscriberStore:
                 self._db.execute("ROLLBACK")
                 raise
             self.commits += 1
-            self._blocks.pop(imsi, None)
+            with self._blk_lock:
+                self._blocks.pop(imsi, None)
         return self.next_vector(imsi, rng)
 
 

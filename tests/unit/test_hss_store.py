@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import textwrap
 
 import pytest
@@ -218,14 +219,49 @@ def test_sqn_persisted_before_return(db, reserve):
     a.close()
 
 
-def test_reserve_batches_commits(db):
+def test_reserve_batches_commits_and_refills_in_background(db):
     s = SubscriberStore(db, sqn_reserve=32)
     s.add(sub())
     before = s.commits
-    sqns = [s.next_vector(IMSI, CountingRng()).sqn for _ in range(64)]
-    assert s.commits - before == 2
+    sqns = []
+    for _ in range(200):
+        sqns.append(s.next_vector(IMSI, CountingRng()).sqn)
+        # whatever was handed out is covered by what is on disk, refill finished or not
+        with sqlite3.connect(db) as raw:
+            assert raw.execute("SELECT sqn FROM subscribers").fetchone()[0] >= sqns[-1]
+        s.flush()  # let the background refill land (the daemon does not wait)
     assert sqns == sorted(set(sqns))
+    assert [auc.split(x)[0] for x in sqns] == list(range(1, 201))  # no gaps while nothing restarts
+    assert s.commits - before <= 200 // 16 + 1
+    assert s.refills >= 5  # most reservations came from the background thread
     s.close()
+
+
+def test_concurrent_stores_never_share_an_sqn(db):
+    """Two daemons (or a daemon and a crash-restarted one) on one file: disjoint SQNs."""
+    import threading
+
+    a = SubscriberStore(db, sqn_reserve=8)
+    a.add(sub())
+    b = SubscriberStore(db, sqn_reserve=8)
+    out: dict[str, list[int]] = {"a": [], "b": []}
+
+    def run(name, st):
+        for _ in range(300):
+            out[name].append(st.next_vector(IMSI, CountingRng()).sqn)
+
+    ts = [threading.Thread(target=run, args=("a", a)), threading.Thread(target=run, args=("b", b))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not set(out["a"]) & set(out["b"])
+    assert out["a"] == sorted(out["a"]) and out["b"] == sorted(out["b"])
+    a.flush()
+    b.flush()
+    assert SubscriberStore(db).get(IMSI).sqn >= max(out["a"] + out["b"])
+    a.close()
+    b.close()
 
 
 def test_crash_between_commit_and_return_is_safe(db, monkeypatch):

@@ -1,0 +1,171 @@
+"""HSS/AAA daemon throughput and latency over loopback (docs/hss.md "Performance").
+
+Starts the real ``hss`` daemon (``python -m hss``) as a subprocess, then drives it from this process
+with C concurrent asyncio Diameter clients (one TCP connection each, one outstanding request each):
+
+* ``mar``: SWx MAR/MAA round trips (one fresh vector each, SQN persisted per the daemon's
+  ``sqn_reserve``);
+* ``der``: full EAP-AKA authentications over S6b (DER identity -> DEA 1001 challenge -> DER
+  response -> DEA 2001 + MSK), each client running the peer side ``AkaPeer`` with the right K.
+
+Reports round trips (or authentications) per second, median and p99 latency per round trip.
+
+Run: .venv/bin/python bench/hss.py [--seconds 5] [--clients 1,50] [--reserve 32] [--kinds mar,der]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hss.client import CLIENT_IDENTITY, AsyncDiameterClient  # noqa: E402
+from hss.testing import K, OPC, REALM, HssLauncher  # noqa: E402
+from s2c.codec.diameter import ResultCode  # noqa: E402
+from s2c.diameter.messages import build_mar  # noqa: E402
+
+N_SUBSCRIBERS = 64
+
+
+def subscribers() -> list[dict]:
+    return [{"imsi": f"0010100000{i:05d}", "k": K.hex(), "opc": OPC.hex()} for i in range(N_SUBSCRIBERS)]
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+async def run_mar(port: int, clients: int, seconds: float) -> dict:
+    lat: list[float] = []
+    errors = 0
+    stop_at = 0.0
+
+    async def worker(idx: int) -> None:
+        nonlocal errors
+        c = AsyncDiameterClient()
+        await c.connect("127.0.0.1", port)
+        await start.wait()
+        n = 0
+        imsi = f"0010100000{idx % N_SUBSCRIBERS:05d}"
+        try:
+            while time.perf_counter() < stop_at:
+                n += 1
+                req = build_mar(CLIENT_IDENTITY, session_id=f"bench;{idx};{n}", destination_realm=REALM,
+                                user_name=imsi)
+                t0 = time.perf_counter()
+                ans = await c.request(req)
+                lat.append(time.perf_counter() - t0)
+                if ans.result_code != ResultCode.DIAMETER_SUCCESS:
+                    errors += 1
+        finally:
+            await c.close()
+
+    start = asyncio.Event()
+    tasks = [asyncio.create_task(worker(i)) for i in range(clients)]
+    await asyncio.sleep(0.3)
+    t0 = time.perf_counter()
+    stop_at = t0 + seconds
+    start.set()
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - t0
+    return _summary("mar", clients, len(lat), elapsed, lat, errors)
+
+
+async def run_der(port: int, clients: int, seconds: float, method: str) -> dict:
+    from hss.eap_bench import full_auth  # EAP-AKA peer driver (needs s2c.eap_aka)
+
+    lat: list[float] = []
+    auths = 0
+    errors = 0
+    stop_at = 0.0
+
+    async def worker(idx: int) -> None:
+        nonlocal auths, errors
+        c = AsyncDiameterClient()
+        await c.connect("127.0.0.1", port)
+        await start.wait()
+        n = 0
+        imsi = f"0010100000{idx % N_SUBSCRIBERS:05d}"
+        try:
+            while time.perf_counter() < stop_at:
+                n += 1
+                ok = await full_auth(c, imsi, K, OPC, f"bench;{idx};{n}", lat, method=method)
+                auths += 1
+                errors += 0 if ok else 1
+        finally:
+            await c.close()
+
+    start = asyncio.Event()
+    tasks = [asyncio.create_task(worker(i)) for i in range(clients)]
+    await asyncio.sleep(0.3)
+    t0 = time.perf_counter()
+    stop_at = t0 + seconds
+    start.set()
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - t0
+    out = _summary("der", clients, len(lat), elapsed, lat, errors)
+    out["auths"] = auths
+    out["auths_per_s"] = round(auths / elapsed, 1)
+    return out
+
+
+def _summary(kind: str, clients: int, n: int, elapsed: float, lat: list[float], errors: int) -> dict:
+    return {
+        "kind": kind,
+        "clients": clients,
+        "round_trips": n,
+        "seconds": round(elapsed, 2),
+        "rt_per_s": round(n / elapsed, 1),
+        "median_ms": round(statistics.median(lat) * 1e3, 3) if lat else None,
+        "p99_ms": round(pct(lat, 99) * 1e3, 3) if lat else None,
+        "errors": errors,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--clients", default="1,50")
+    ap.add_argument("--kinds", default="mar,der")
+    ap.add_argument("--reserve", type=int, default=32, help="daemon sqn_reserve (1 = one fsync per vector)")
+    ap.add_argument("--method", default="aka", choices=["aka", "aka'"])
+    ap.add_argument("--log-level", default="INFO", help="daemon log level (INFO logs every vector)")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="s2ct-hs-bench-") as tmp:
+        launcher = HssLauncher(tmp)
+        try:
+            d = launcher.start(subscribers=subscribers(), sqn_reserve=a.reserve, method=a.method,
+                               log_level=a.log_level)
+            for kind in a.kinds.split(","):
+                for c in (int(x) for x in a.clients.split(",")):
+                    if kind == "mar":
+                        r = asyncio.run(run_mar(d.port, c, a.seconds))
+                    else:
+                        r = asyncio.run(run_der(d.port, c, a.seconds, a.method))
+                    r["sqn_reserve"] = a.reserve
+                    results.append(r)
+                    if not a.json:
+                        extra = f", {r['auths_per_s']:,.0f} auths/s" if "auths_per_s" in r else ""
+                        print(f"{kind} clients={c:3d} reserve={a.reserve}: {r['rt_per_s']:8,.0f} round trips/s{extra}, "
+                              f"median {r['median_ms']} ms, p99 {r['p99_ms']} ms, errors {r['errors']}", flush=True)
+            counters = d.ctl.call("counters")
+        finally:
+            launcher.close()
+    if a.json:
+        print(json.dumps({"results": results, "daemon_counters": counters, "cpus": os.cpu_count()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
