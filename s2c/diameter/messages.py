@@ -31,6 +31,7 @@ from s2c.codec.diameter import (
 __all__ = [
     "LocalIdentity",
     "make_session_id",
+    "SessionIdGenerator",
     "result_avps",
     "advertised_applications",
     "build_cer",
@@ -102,6 +103,26 @@ def make_session_id(origin_host: str, high: int, low: int, optional: str | None 
     """
     sid = f"{origin_host};{high & 0xFFFFFFFF};{low & 0xFFFFFFFF}"
     return sid if optional is None else f"{sid};{optional}"
+
+
+class SessionIdGenerator:
+    """Successive Session-Ids ``<origin_host>;<high>;<n>`` (RFC 6733 §8.8).
+
+    ``high`` should differ per boot (e.g. boot time or an rng draw done by the daemon); the low
+    part counts up from ``start``.  Pure: no clock, no randomness.
+    """
+
+    __slots__ = ("origin_host", "high", "_next")
+
+    def __init__(self, origin_host: str, high: int, start: int = 0) -> None:
+        self.origin_host = origin_host
+        self.high = high & 0xFFFFFFFF
+        self._next = start & 0xFFFFFFFF
+
+    def __call__(self, optional: str | None = None) -> str:
+        n = self._next
+        self._next = (n + 1) & 0xFFFFFFFF
+        return make_session_id(self.origin_host, self.high, n, optional)
 
 
 def result_avps(result_code: int | None = None, experimental_result: tuple[int, int] | int | None = None) -> list[Avp]:

@@ -23,6 +23,7 @@ from s2c.diameter.peer import (
     DiameterPeer,
     MessageDropped,
     PeerClosed,
+    PeerNotOpen,
     PeerOpened,
     PeerRole,
     RequestReceived,
@@ -94,7 +95,10 @@ class DiameterConnection:
         """Send a request and wait for its answer (raises DiameterTimeout / DiameterConnectionClosed)."""
         if self.closed.is_set():
             raise DiameterConnectionClosed(self.close_reason or "closed")
-        self.peer.send_request(msg, self._loop.time())
+        try:
+            self.peer.send_request(msg, self._loop.time())
+        except PeerNotOpen as exc:
+            raise DiameterConnectionClosed(str(exc)) from None
         fut: asyncio.Future[DiameterMessage] = self._loop.create_future()
         self._futures[msg.hop_by_hop] = fut
         self._after_input()

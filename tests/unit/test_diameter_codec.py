@@ -460,3 +460,11 @@ def test_vendor_flag_with_zero_vendor_round_trips() -> None:
     m = parse_message(raw)
     assert m.avps[0].vendor_id == 0 and m.avps[0].is_vendor
     assert serialize_message(m) == raw
+
+
+def test_session_id_generator() -> None:
+    from s2c.diameter.messages import SessionIdGenerator
+
+    g = SessionIdGenerator("pgw.example.org", 1700000000, start=0xFFFFFFFF)
+    assert g() == "pgw.example.org;1700000000;4294967295"
+    assert g("imsi") == "pgw.example.org;1700000000;0;imsi"
