@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import Issue, ModelError, suggest
-from .source import LList, LMap, Source, index, join, plain, type_name
+from .source import INVALID, LList, LMap, Source, index, join, plain, type_name
 from .steps import STEP_SCHEMAS, ScenarioState, StepSchema, check_value
 from .topology import NodeKind, Topology
 from .topology_loader import _stem, build_topology
@@ -175,6 +175,8 @@ def _hex(src: Source, m: LMap, key: str, path: str, nbytes: int, *, required: bo
             src.error(m.line, p, "required key missing")
         return default
     v = m[key]
+    if v is INVALID:
+        return default
     if not isinstance(v, str):
         src.error(m.line_of(key), p, f"expected {nbytes * 2} hex digits as a quoted string, got {type_name(v)}")
         return default
@@ -233,6 +235,8 @@ def _imsi(src: Source, m: LMap, key: str, path: str) -> str | None:
         return None
     v = m[key]
     p = join(path, key)
+    if v is INVALID:
+        return None
     if isinstance(v, int) and not isinstance(v, bool):
         src.error(m.line_of(key), p, f"write the IMSI as a quoted string of 15 digits (\"{v:015d}\"), not a number")
         return None
@@ -309,6 +313,8 @@ def _step(src: Source, item: Any, i: int, line: int, topology: Topology | None, 
             src.error(line, p, f"a step is a one-key mapping {{kind: args}}, got {type_name(item)}")
         return None
     kind, args = next(iter(item.items()))
+    if args is INVALID:
+        return None
     kline = item.line_of(kind)
     schema = STEP_SCHEMAS.get(kind) if isinstance(kind, str) else None
     if schema is None:
@@ -337,6 +343,8 @@ def _step(src: Source, item: Any, i: int, line: int, topology: Topology | None, 
                 out[f.name] = f.default
             elif f.type == "mapping":
                 out[f.name] = {}
+            continue
+        if args[f.name] is INVALID:
             continue
         value, err = check_value(f, args[f.name], topology)
         if err:

@@ -50,6 +50,29 @@ class LList(list):
         return self.item_lines[index] if 0 <= index < len(self.item_lines) else self.line
 
 
+class _Invalid:
+    """Stands for a scalar that could not be constructed (already reported): no follow-on errors."""
+
+    _instance: "_Invalid | None" = None
+
+    def __new__(cls) -> "_Invalid":
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "<invalid>"
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __eq__(self, other: object) -> bool:
+        return other is self
+
+
+INVALID = _Invalid()
+
+
 class _Loader(yaml.SafeLoader):
     """SafeLoader used only to compose nodes and construct scalars (tags resolved as SafeLoader does)."""
 
@@ -147,6 +170,8 @@ class Source:
         """Check ``value`` has YAML type ``want`` (mapping, list, string, integer, number, boolean)."""
         if _is(value, want):
             return True
+        if value is INVALID:
+            return False
         self.error(line, path, f"expected {_article(want)}, got {type_name(value)}")
         return False
 
@@ -188,6 +213,8 @@ class Source:
             return []
         value = m[key]
         p = join(path, key)
+        if value is INVALID:
+            return []
         if isinstance(value, str):
             items = [(value, m.line_of(key), p)]
         elif isinstance(value, LList):
@@ -204,6 +231,8 @@ class Source:
 
     def interface_address(self, value: Any, line: int, path: str, version: int | None) -> Any:
         """'addr/len' -> IPv4Interface/IPv6Interface, or None (reported)."""
+        if value is INVALID:
+            return None
         if not isinstance(value, str):
             self.error(line, path, f"expected an address/prefix-length string, got {type_name(value)}")
             return None
@@ -227,6 +256,8 @@ class Source:
 
     def address(self, value: Any, line: int, path: str, version: int | None = None) -> Any:
         """A bare address -> IPv4Address/IPv6Address, or None (reported)."""
+        if value is INVALID:
+            return None
         if not isinstance(value, str):
             self.error(line, path, f"expected an address string, got {type_name(value)}")
             return None
@@ -261,7 +292,7 @@ class _Converter:
             except Exception as exc:  # noqa: BLE001 - any constructor failure is a user error
                 problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
                 self.src.error(line, path, f"invalid value: {problem}")
-                value = None
+                value = INVALID
             self.memo[key] = value
             return value
         active = active | {key}
@@ -306,6 +337,8 @@ class _Converter:
 
 
 def type_name(value: Any) -> str:
+    if value is INVALID:
+        return "an invalid value"
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -343,7 +376,7 @@ def _is(value: Any, want: str) -> bool:
             return False
         return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
     if want == "any":
-        return True
+        return value is not INVALID
     raise ValueError(f"unknown type {want}")
 
 

@@ -319,6 +319,10 @@ def _now(ref: str, state: ScenarioState) -> str:
 def _check_ping(args: dict[str, Any], topo: Topology | None, state: ScenarioState) -> list[tuple[str, str]]:
     if args["from"] == args["to"]:
         return [("to", "a node cannot ping itself here; name another node or address")]
+    if args.get("src") == "hoa" and topo is not None:
+        node = args["from"].partition(":")[0]
+        if topo.nodes[node].kind is not NodeKind.UE or node not in state.ues:
+            return [("src", f"'hoa' (home address) needs a UE with a subscription in 'ues', not '{node}'")]
     return _family_checks(args, topo, state)
 
 

@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ModelError, suggest
-from .source import LList, LMap, Source, index, join, plain, type_name
+from .errors import Issue, ModelError, suggest
+from .source import INVALID, LList, LMap, Source, index, join, plain, type_name
 from .topology import (
     FORWARDING_KINDS,
     AccessNetwork,
@@ -81,14 +81,8 @@ def load_topology(path: str | os.PathLike[str]) -> Topology:
     if data is not None or not src.issues:
         topo = build_topology(data, src, default_name=_stem(path))
     if src.issues or topo is None:
-        raise ModelError(src.issues or [src_issue(src, "empty topology")])
+        raise ModelError(src.issues or [Issue(path, 0, "", "invalid topology")])
     return topo
-
-
-def src_issue(src: Source, message: str):  # pragma: no cover - defensive
-    from .errors import Issue
-
-    return Issue(src.file, 0, "", message)
 
 
 def _stem(path: str) -> str:
@@ -103,7 +97,7 @@ def build_topology(data: Any, src: Source, default_name: str, path: str = "") ->
     """Validate parsed topology data (an LMap) found at field ``path`` of ``src``; None if invalid."""
     before = len(src.issues)
     if data is None:
-        src.error(0 if not path else 0, path, "empty topology: expected a mapping with 'nodes' and 'links'")
+        src.error(0, path, "empty topology: expected a mapping with 'nodes' and 'links'")
         return None
     if not isinstance(data, LMap):
         src.error(getattr(data, "line", 1), path, f"expected a mapping with 'nodes' and 'links', got {type_name(data)}")
@@ -152,6 +146,8 @@ def _node(src: Source, name: Any, nm: Any, line: int, path: str) -> _NodeDraft |
         return None
     if len(name) > MAX_NODE_NAME:
         src.error(line, path, f"node name '{name}' is longer than {MAX_NODE_NAME} characters")
+        return None
+    if nm is INVALID:
         return None
     if nm is None:
         src.error(line, path, "expected a mapping with 'kind', got null")
@@ -269,6 +265,8 @@ def _access(src: Source, d: _NodeDraft, nm: LMap, path: str) -> None:
 # ---- links --------------------------------------------------------------------------------
 def _endpoint(src: Source, value: Any, line: int, path: str, drafts: dict[str, _NodeDraft],
               nodes_m: LMap) -> Endpoint | None:
+    if value is INVALID:
+        return None
     if not isinstance(value, str):
         src.error(line, path, f"expected an endpoint string 'node:interface' or 'bridge', got {type_name(value)}")
         return None

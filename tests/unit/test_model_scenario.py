@@ -429,3 +429,18 @@ def test_docs_cover_every_step_and_field() -> None:
         section = doc.split(f"#### `{kind}`", 1)[1].split("\n#### ", 1)[0]
         for f in schema.fields:
             assert f"`{f.name}`" in section, (kind, f.name)
+
+
+def test_ping_src_hoa_needs_ue_with_subscription(tmp_path: Path) -> None:
+    p = with_steps(tmp_path, "- ping: {from: ue1, to: cn1, src: hoa}\n- ping: {from: pdngw, to: cn1, src: hoa}\n"
+                             "- ping: {from: pdngw, to: cn1, src: '198.51.100.300'}\n")
+    lines = errors_of(p)
+    assert not any("steps[0]" in e for e in lines)
+    assert_error(p, FIRST_STEP_LINE + 1, "steps[1].ping.src", "'hoa' (home address) needs a UE")
+    assert_error(p, FIRST_STEP_LINE + 2, "steps[2].ping.src", "invalid address '198.51.100.300'")
+
+
+def test_invalid_scalar_reported_once(tmp_path: Path) -> None:
+    p = with_steps(tmp_path, "- wait: !custom 3\n")
+    lines = errors_of(p)
+    assert len(lines) == 1 and lines[0].startswith(f"{p}:{FIRST_STEP_LINE}: steps[0].wait: invalid value")
