@@ -97,7 +97,8 @@ def _remove_root_veths(prefix: str, errors: list[str]) -> list[str]:
                 info = link.get(("linkinfo", "kind")) if hasattr(link, "get") else None
                 if name.startswith(short) and info == "veth":
                     try:
-                        ipr.link("del", index=link["index"])
+                        if ipr.link_lookup(ifname=name):  # else it went with its peer
+                            ipr.link("del", index=link["index"])
                         removed.append(name)
                     except Exception as exc:  # noqa: BLE001
                         errors.append(f"{name}: {exc}")

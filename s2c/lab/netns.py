@@ -273,8 +273,7 @@ class NetnsBackend(Backend):
 
         # 2. bridges and lo
         for n, node in topo.nodes.items():
-            ipr = self._ipr[n]
-            ipr.link("set", index=1, state="up")
+            ipr = self._ipr[n]  # lo is up already (nsexec did it)
             if node.kind is NodeKind.BRIDGE:
                 ipr.link(
                     "add",

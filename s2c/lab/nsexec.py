@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 import signal
 import socket
+import struct
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -37,7 +39,10 @@ _libc: ctypes.CDLL | None = None
 def libc() -> ctypes.CDLL:
     global _libc
     if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
+        lc = ctypes.CDLL(None, use_errno=True)
+        for fn in ("unshare", "mount", "umount2", "setns"):
+            getattr(lc, fn)  # resolve symbols now, never first in a forked child
+        _libc = lc
     return _libc
 
 
@@ -58,6 +63,7 @@ class NsSpec:
 
     name: str
     sysctls: list[tuple[str, str]] = field(default_factory=list)  # ("ipv4/ip_forward", "1")
+    lo_up: bool = True
 
 
 class NsCreateError(OSError):
@@ -77,6 +83,19 @@ def _share_rundir() -> None:
         raise OSError(ctypes.get_errno(), "making /run/netns shared failed")
 
 
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+
+def _set_up(ifname: bytes) -> None:
+    """Set IFF_UP on ``ifname`` in the current namespace (ioctl: no netlink round trip)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sh14x", ifname, 0)
+        flags = struct.unpack("16sh14x", fcntl.ioctl(s, SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sh14x", ifname, flags | IFF_UP))
+
+
 def _child_create(ctrl: socket.socket, specs: list[NsSpec]) -> None:
     """Runs in the forked child: never returns."""
     code = 0
@@ -94,6 +113,8 @@ def _child_create(ctrl: socket.socket, specs: list[NsSpec]) -> None:
             for key, value in spec.sysctls:
                 with open(f"/proc/sys/net/{key}", "w") as fh:
                     fh.write(value)
+            if spec.lo_up:
+                _set_up(b"lo")
             sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
             socket.send_fds(ctrl, [b"+" + spec.name.encode()], [sock.fileno()])
             sock.close()
@@ -115,6 +136,7 @@ def create_namespaces(specs: list[NsSpec], timeout: float = 10.0) -> dict[str, i
     """
     if not specs:
         return {}
+    libc()  # dlopen in the parent: the child of a threaded process must not take loader locks
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
@@ -148,10 +170,11 @@ def create_namespaces(specs: list[NsSpec], timeout: float = 10.0) -> dict[str, i
             fds[msg[1:].decode()] = got[0]
     finally:
         parent.close()
-        try:
-            os.kill(pid, signal.SIGKILL) if error else None
-        except ProcessLookupError:
-            pass
+        if error:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         os.waitpid(pid, 0)
     if error:
         for fd in fds.values():

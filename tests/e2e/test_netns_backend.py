@@ -504,3 +504,81 @@ def test_default_topology_end_to_end(lab_factory):
         lease = lab.move("ue1", "wlan1", homes[0])
         assert lease["network"] == homes[0] and lease["ipv6"]
         assert received(ping(lab, "ue1", str(cn_if.ipv6[0].ip), wait=2)) == 1
+
+
+# --------------------------------------------------------------------------- plumbing details
+
+
+@pytest.mark.netns
+@needs_root
+def test_backend_verbs_work_inside_a_running_event_loop(lab_factory):
+    """The runner may drive the backend from asyncio: pyroute2's sync API must not see that loop."""
+    import asyncio
+
+    lab = lab_factory(capture=False)
+
+    async def drive():
+        assert lab.addresses("ue1")["wlan0"]["ipv4"] == ["192.0.2.10/24"]
+        lab.set_link("ar-a", "eth1", False)
+        lab.set_link("ar-a", "eth1", True)
+        lease = lab.move("ue1", "wlan0", "wlan-b")
+        return lease, await asyncio.to_thread(lab.addresses, "ue1")
+
+    lease, addrs = asyncio.run(drive())
+    assert lease["ipv6"] == addrs["wlan0"]["ipv6"] == ["2001:db8:b::10/64"]
+
+
+@pytest.mark.netns
+@needs_root
+def test_create_namespaces_failure_removes_only_its_own(new_run_id):
+    prefix = new_run_id("mk")
+    mine = nsexec.create_namespaces([nsexec.NsSpec(f"{prefix}-b")])
+    for fd in mine.values():
+        os.close(fd)
+    try:
+        with pytest.raises(OSError):
+            nsexec.create_namespaces(
+                [nsexec.NsSpec(f"{prefix}-a"), nsexec.NsSpec(f"{prefix}-b"), nsexec.NsSpec(f"{prefix}-c")]
+            )
+        # -a was made by the failed call and removed; -b pre-existed and is kept; -c never made
+        assert our_namespaces(prefix) == [f"{prefix}-b"]
+    finally:
+        cleanup(prefix)
+    assert our_namespaces(prefix) == []
+
+
+@pytest.mark.netns
+@needs_root
+def test_namespace_sysctls_and_lo(new_run_id):
+    prefix = new_run_id("sc")
+    fds = nsexec.create_namespaces([nsexec.NsSpec(f"{prefix}-x", [("ipv4/ip_forward", "1")])])
+    for fd in fds.values():
+        os.close(fd)
+    try:
+        path = nsexec.netns_path(f"{prefix}-x")
+        assert nsexec.run_in_netns(path, ["cat", "/proc/sys/net/ipv4/ip_forward"]).stdout.strip() == "1"
+        assert "UP" in nsexec.run_in_netns(path, ["ip", "-o", "link", "show", "lo"]).stdout
+        # the root namespace kept its own value (the sysctl was per namespace)
+        assert nsexec.run_in_netns(path, ["ping", "-c1", "-W1", "127.0.0.1"]).returncode == 0
+    finally:
+        cleanup(prefix)
+
+
+@pytest.mark.netns
+@needs_root
+def test_cleanup_removes_root_veths_with_prefix(e2e_prefix):
+    from pyroute2 import IPRoute
+
+    name = (e2e_prefix + "v")[:15]
+    with IPRoute() as ipr:
+        ipr.link("add", ifname=name, kind="veth", peer=name[:-1] + "w")
+    try:
+        report = cleanup(e2e_prefix)
+        assert name in report["veths"]
+        with IPRoute() as ipr:
+            assert not ipr.link_lookup(ifname=name) and not ipr.link_lookup(ifname=name[:-1] + "w")
+    finally:
+        with IPRoute() as ipr:
+            for n in (name, name[:-1] + "w"):
+                for idx in ipr.link_lookup(ifname=n):
+                    ipr.link("del", index=idx)
