@@ -135,6 +135,14 @@ def _build(data: Any, src: Source, path: str) -> Scenario | None:
                     topology_path=topo_path)
 
 
+def _collection(src: Source, data: LMap, key: str, want: str) -> Any:
+    """An optional top-level list/mapping; absent or null is empty."""
+    empty = LList() if want == "list" else LMap()
+    if data.get(key) is None:
+        return empty
+    return src.get(data, key, "", want, default=empty)
+
+
 def _topology(data: LMap, src: Source, path: str, name: str) -> tuple[Topology | None, str | None]:
     if "topology" not in data:
         return None, None
@@ -190,7 +198,7 @@ def _hex(src: Source, m: LMap, key: str, path: str, nbytes: int, *, required: bo
 
 
 def _subscribers(data: LMap, src: Source) -> list[Subscriber]:
-    sl = (src.get(data, "subscribers", "", "list", default=LList()) if data.get("subscribers") is not None else LList())
+    sl = _collection(src, data, "subscribers", "list")
     out: list[Subscriber] = []
     seen: dict[str, int] = {}
     for i, sm in enumerate(sl):
@@ -247,7 +255,7 @@ def _imsi(src: Source, m: LMap, key: str, path: str) -> str | None:
 
 
 def _ues(data: LMap, src: Source, topology: Topology | None, imsis: set[str]) -> dict[str, UeSpec]:
-    um = (src.get(data, "ues", "", "mapping", default=LMap()) if data.get("ues") is not None else LMap())
+    um = _collection(src, data, "ues", "mapping")
     out: dict[str, UeSpec] = {}
     seen: dict[str, str] = {}
     for node, spec in um.items():
@@ -282,7 +290,7 @@ def _ues(data: LMap, src: Source, topology: Topology | None, imsis: set[str]) ->
 
 # ---- steps ----------------------------------------------------------------------------------
 def _steps(data: LMap, src: Source, topology: Topology | None, state: ScenarioState, path: str) -> list[Step]:
-    sl = (src.get(data, "steps", "", "list", default=LList()) if data.get("steps") is not None else LList())
+    sl = _collection(src, data, "steps", "list")
     out: list[Step] = []
     for i, item in enumerate(sl):
         step = _step(src, item, i, sl.line_of(i), topology, state, path)
