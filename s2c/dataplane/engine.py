@@ -238,15 +238,20 @@ class Engine:
                 self.running = False
                 return
 
-    def cmd_add_sa(self, cfg: dict) -> None:
+    def cmd_add_sa(self, cfg: dict, replaces: int | None = None) -> None:
+        """Install an SA; an outbound SA takes over the policies of the same SPI or of ``replaces``."""
         sa = EspSa.from_config(cfg, rng=make_rng())
         if sa.direction is Direction.IN:
             self.sad.add(sa.spi, sa)
-        else:
-            old = self.out_sas.get(sa.spi)
-            self.out_sas[sa.spi] = sa
-            if old is not None:
-                self.spd.rebind(old, sa)
+            return
+        old = self.out_sas.get(sa.spi)
+        self.out_sas[sa.spi] = sa
+        if old is not None:
+            self.spd.rebind(old, sa)
+        if replaces is not None and replaces != sa.spi:
+            prev = self.out_sas.pop(replaces, None)
+            if prev is not None:
+                self.spd.rebind(prev, sa)
 
     def cmd_remove_sa(self, spi: int) -> None:
         self.sad.remove(spi)

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable
 
 from s2c.codec.esp import IKE_NATT_PORT, NON_ESP_MARKER
 from s2c.esp.sa import Direction, EspSa
-from s2c.esp.spd import PolicyAction, Selector
+from s2c.esp.spd import PolicyAction, Selector, selectors_from_ts
 from s2c.dataplane.engine import RCVBUF, Engine
 from s2c.dataplane.tun import TunDevice
 
@@ -237,6 +237,30 @@ class DataPlane:
         """
         self._call(self._role_for(sa.direction), "add_sa", sa.to_config())
         self.sas[sa.spi] = sa
+
+    def install_child_sa(self, event: Any, rng: Callable[[int], bytes] = os.urandom, replay_window: int = 1024,
+                         priority: int = 0) -> tuple[EspSa, EspSa]:
+        """Install both directions of an IKE ``ChildSaEstablished`` and outbound policies from its
+        traffic selectors (``ts_local`` -> ``ts_remote``). Returns (sa_out, sa_in)."""
+        sa_out = EspSa.from_child_sa(event, Direction.OUT, rng=rng)
+        sa_in = EspSa.from_child_sa(event, Direction.IN, rng=rng, replay_window=replay_window)
+        self.add_sa(sa_in)
+        self.add_sa(sa_out)
+        for sel in selectors_from_ts(event.ts_local, event.ts_remote):
+            self.add_policy(sel, spi=sa_out.spi, priority=priority)
+        return sa_out, sa_in
+
+    def rekey_child_sa(self, old_spi_in: int, old_spi_out: int, new_event: Any,
+                       rng: Callable[[int], bytes] = os.urandom, replay_window: int = 1024) -> tuple[EspSa, EspSa]:
+        """Make-before-break CHILD_SA rekey (RFC 7296 §2.8): install the new pair, move policies, drop the old."""
+        sa_out = EspSa.from_child_sa(new_event, Direction.OUT, rng=rng)
+        sa_in = EspSa.from_child_sa(new_event, Direction.IN, rng=rng, replay_window=replay_window)
+        self.add_sa(sa_in)
+        self._call(self._role_for(Direction.OUT), "add_sa", sa_out.to_config(), old_spi_out)
+        self.sas[sa_out.spi] = sa_out
+        self.sas.pop(old_spi_out, None)
+        self.remove_sa(old_spi_in)
+        return sa_out, sa_in
 
     def remove_sa(self, spi: int) -> None:
         """Delete an SA and any policy bound to it."""

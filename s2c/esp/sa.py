@@ -310,40 +310,41 @@ class EspSa:
         direction: Direction | str,
         rng: Rng | None = None,
         replay_window: int = 1024,
-        local: str | None = None,
-        remote: str | None = None,
     ) -> "EspSa":
-        """Build one direction of a CHILD_SA from an IKE ``ChildSaEstablished`` event (duck-typed).
+        """Build one direction of a CHILD_SA from ``s2c.ike.events.ChildSaEstablished`` (duck-typed).
 
-        Expected attributes (documented in docs/dataplane.md): ``encr`` (IKEv2 transform id),
-        ``integ`` (id or 0/None), ``spi_in``/``spi_out``, ``encr_key_in``/``encr_key_out`` (GCM: key
-        including the 4-byte salt, or ``salt_in``/``salt_out`` separately), ``integ_key_in``/``integ_key_out``,
-        ``mode`` ("tunnel"/"transport"), ``nat_t`` (bool), ``esn`` (bool), ``local``/``remote`` addresses
-        and optional ``remote_port``. "in" keys are the ones the peer uses to send to us.
+        Uses ``spi_in``/``spi_out``, ``keys_in``/``keys_out`` (``EspKeys``: encr, encr_key, salt, integ,
+        integ_key, icv_len), ``mode``, ``suite.esn``, ``nat_t``, ``local_addr``/``remote_addr`` ((ip, port)).
+        "in" is what the peer sends to us (our SPI). For GCM the salt is appended to the key (RFC 4106 §8.1).
         """
         d = Direction(direction)
-        side = "in" if d is Direction.IN else "out"
-        g = lambda name, default=None: getattr(event, name, default)  # noqa: E731
-        encr = EncrAlg(int(g("encr")))
-        key = bytes(g(f"encr_key_{side}"))
-        salt = g(f"salt_{side}")
-        if encr is EncrAlg.ENCR_AES_GCM_16 and salt:
-            key += bytes(salt)
-        mode = g("mode", "tunnel")
-        mode = getattr(mode, "value", mode)
+        inbound = d is Direction.IN
+        keys = event.keys_in if inbound else event.keys_out
+        encr = EncrAlg(int(keys.encr))
+        key = bytes(keys.encr_key)
+        if encr is EncrAlg.ENCR_AES_GCM_16:
+            if getattr(keys, "icv_len", 16) != 16:
+                raise ValueError("only the 16-octet ICV AES-GCM is supported")
+            key += bytes(keys.salt)
+        mode = getattr(event.mode, "value", event.mode)
+        suite = getattr(event, "suite", None)
+        esn = bool(int(getattr(suite, "esn", 0) or 0))
+        local, remote = event.local_addr, event.remote_addr
+        nat_t = bool(getattr(event, "nat_t", False))
         return cls(
-            spi=int(g(f"spi_{side}")),
+            spi=int(event.spi_in if inbound else event.spi_out),
             direction=d,
             mode=Mode(str(mode).lower()),
             encr=encr,
             encr_key=key,
-            integ=IntegAlg(int(g("integ") or 0)),
-            integ_key=bytes(g(f"integ_key_{side}") or b""),
-            local=str(local if local is not None else g("local", "")),
-            remote=str(remote if remote is not None else g("remote", "")),
-            udp_encap=bool(g("nat_t", False)),
-            remote_port=int(g("remote_port", 4500) or 4500),
-            replay_window=replay_window if d is Direction.IN else 0,
-            esn=bool(g("esn", False)),
+            integ=IntegAlg(int(keys.integ or 0)),
+            integ_key=bytes(keys.integ_key or b""),
+            local=str(local[0]),
+            remote=str(remote[0]),
+            udp_encap=nat_t,
+            local_port=int(local[1]) if nat_t else 4500,
+            remote_port=int(remote[1]) if nat_t else 4500,
+            replay_window=replay_window if inbound else 0,
+            esn=esn,
             rng=rng,
         )

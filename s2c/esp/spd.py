@@ -10,13 +10,35 @@ from __future__ import annotations
 import enum
 import ipaddress
 from dataclasses import dataclass
-from typing import Generic, Iterator, TypeVar
+from typing import Any, Generic, Iterable, Iterator, TypeVar
 
 from s2c.codec.esp import UnknownSpi
 
 T = TypeVar("T")
 
 _ANY_PORTS = (0, 65535)
+
+
+def selectors_from_ts(ts_local: Iterable[Any], ts_remote: Iterable[Any]) -> list["Selector"]:
+    """Outbound selectors (src = local, dst = remote) for IKEv2 traffic selectors (RFC 7296 §3.13.1).
+
+    Each TS is an address range (``start_addr``, ``end_addr``, ``ip_protocol``, ``start_port``,
+    ``end_port``); ranges become CIDR prefixes; a protocol mismatch between the two sides narrows to
+    the non-zero one.
+    """
+    out = []
+    for lt in ts_local:
+        for rt in ts_remote:
+            if ipaddress.ip_address(lt.start_addr).version != ipaddress.ip_address(rt.start_addr).version:
+                continue
+            lp, rp = int(lt.ip_protocol), int(rt.ip_protocol)
+            if lp and rp and lp != rp:
+                continue
+            for sn in ipaddress.summarize_address_range(ipaddress.ip_address(lt.start_addr), ipaddress.ip_address(lt.end_addr)):
+                for dn in ipaddress.summarize_address_range(ipaddress.ip_address(rt.start_addr), ipaddress.ip_address(rt.end_addr)):
+                    out.append(Selector(str(sn), str(dn), lp or rp, (int(lt.start_port), int(lt.end_port)),
+                                        (int(rt.start_port), int(rt.end_port))))
+    return out
 
 
 class PolicyAction(enum.Enum):

@@ -294,29 +294,72 @@ def test_constructor_validation():
         EspSa(spi=0x1000, direction="in", mode="tunnel", encr=12, encr_key=bytes(16))
 
 
-def test_config_round_trip_and_child_sa_adapter():
+def test_config_round_trip():
     out, _ = pair("gcm256")
     out.encapsulate(IPV4_PKT)
     clone = EspSa.from_config(out.to_config())
     assert clone.seq == 1 and clone.encr_key == GCM256
 
-    class Ev:  # the shape documented for ChildSaEstablished
-        encr = 20
-        integ = None
-        spi_in, spi_out = 0xC0000001, 0xC0000002
-        encr_key_in, encr_key_out = bytes(16), bytes(range(16))
-        salt_in, salt_out = b"\x00\x00\x00\x01", b"\x00\x00\x00\x02"
-        mode = "tunnel"
-        nat_t = True
-        local, remote = "192.0.2.1", "192.0.2.2"
 
-    sa_out = EspSa.from_child_sa(Ev, "out")
-    sa_in = EspSa.from_child_sa(Ev, "in")
-    assert sa_out.spi == 0xC0000002 and sa_out.encr_key == bytes(range(16)) + b"\x00\x00\x00\x02"
-    assert sa_in.spi == 0xC0000001 and sa_in.udp_encap and sa_in.window.size == 1024
-    # what a peer configured with the mirror event sends, we accept
-    peer_out = EspSa(spi=0xC0000001, direction="out", mode="tunnel", encr=20, encr_key=bytes(16) + b"\x00\x00\x00\x01")
+def _child_event(encr, nat_t, mode="tunnel", ts=None):
+    ev_mod = pytest.importorskip("s2c.ike.events")
+    from s2c.codec.ikev2 import EncrId, EsnId, IntegId, TrafficSelector
+    from s2c.crypto.ike_suites import EspKeys, EspSuite
+
+    gcm = encr == 20
+    integ = IntegId.NONE if gcm else IntegId.AUTH_HMAC_SHA2_256_128
+
+    def keys(tag):
+        return EspKeys(encr=EncrId(encr), encr_key=bytes([tag]) * 16, salt=bytes([tag]) * 4 if gcm else b"",
+                       integ=integ, integ_key=b"" if gcm else bytes([tag + 1]) * 32, icv_len=16)
+
+    ts_l, ts_r = ts or ((TrafficSelector.from_network("10.1.0.0/24"),), (TrafficSelector.from_network("10.2.0.0/23"),))
+    return ev_mod.ChildSaEstablished(
+        sa_id=1, spi_in=0xC0000001, spi_out=0xC0000002, mode=ev_mod.ChildMode(mode), protocol="esp",
+        ts_i=ts_l, ts_r=ts_r, ts_local=ts_l, ts_remote=ts_r,
+        suite=EspSuite(encr=EncrId(encr), key_bits=128, integ=integ, esn=EsnId.NO_ESN),
+        keys_in=keys(1), keys_out=keys(2), nat_t=nat_t,
+        local_addr=("192.0.2.1", 4500 if nat_t else 500), remote_addr=("198.51.100.9", 31000 if nat_t else 500),
+    )
+
+
+@pytest.mark.parametrize("encr", [20, 12])
+def test_from_child_sa_with_ike_event(encr):
+    ev = _child_event(encr, nat_t=True)
+    sa_out = EspSa.from_child_sa(ev, "out", rng=os.urandom)
+    sa_in = EspSa.from_child_sa(ev, "in")
+    assert sa_out.spi == 0xC0000002 and sa_in.spi == 0xC0000001
+    assert sa_out.udp_encap and sa_out.remote == "198.51.100.9" and sa_out.remote_port == 31000
+    assert sa_in.window.size == 1024 and sa_out.mode is Mode.TUNNEL
+    if encr == 20:
+        assert sa_out.encr_key == b"\x02" * 20 and sa_in.encr_key == b"\x01" * 20
+    else:
+        assert sa_out.integ_key == b"\x03" * 32
+    # the peer's mirrored "out" SA is our "in" SA: packets flow
+    peer_out = EspSa(spi=0xC0000001, direction="out", mode="tunnel", encr=encr, encr_key=sa_in.encr_key,
+                     integ=sa_in.integ, integ_key=sa_in.integ_key, rng=os.urandom)
     assert sa_in.decapsulate(peer_out.encapsulate(IPV4_PKT))[1] == IPV4_PKT
+    plain = EspSa.from_child_sa(_child_event(encr, nat_t=False, mode="transport"), "out", rng=os.urandom)
+    assert not plain.udp_encap and plain.mode is Mode.TRANSPORT
+
+
+def test_selectors_from_traffic_selectors():
+    pytest.importorskip("s2c.codec.ikev2")
+    import ipaddress
+
+    from s2c.codec.ikev2 import TrafficSelector
+    from s2c.esp.spd import selectors_from_ts
+
+    sels = selectors_from_ts(
+        [TrafficSelector(ipaddress.ip_address("10.0.0.1"), ipaddress.ip_address("10.0.0.6")),
+         TrafficSelector.from_address("2001:db8:1::10", ip_protocol=135)],
+        [TrafficSelector.from_network("0.0.0.0/0"), TrafficSelector.from_address("2001:db8:2::1")],
+    )
+    v4 = [(s.src, s.dst) for s in sels if s.version == 4]
+    assert v4 == [("10.0.0.1/32", "0.0.0.0/0"), ("10.0.0.2/31", "0.0.0.0/0"), ("10.0.0.4/31", "0.0.0.0/0"),
+                  ("10.0.0.6/32", "0.0.0.0/0")]
+    v6 = [s for s in sels if s.version == 6]
+    assert len(v6) == 1 and v6[0].proto == 135 and v6[0].dst == "2001:db8:2::1/128"
 
 
 # ---------------------------------------------------------------- framing
