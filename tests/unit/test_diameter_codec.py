@@ -352,6 +352,11 @@ def _exercise(m: DiameterMessage) -> None:
         repr(a)
     _ = (m.session_id, m.origin_host, m.result_code, m.experimental_result, m.is_success)
     advertised_applications(m)
+    for view in (DiameterEapRequest, DiameterEapAnswer, MultimediaAuthRequest, MultimediaAuthAnswer):
+        try:
+            view.from_message(m)
+        except DiameterDecodeError:
+            pass
 
 
 @settings(max_examples=500, deadline=None)
@@ -367,19 +372,25 @@ def test_parse_random_bytes_only_decode_error(raw: bytes) -> None:
 @settings(max_examples=500, deadline=None)
 @given(st.data())
 def test_parse_mutated_messages_only_decode_error(data: st.DataObject) -> None:
-    stream, _ = _sample_stream()
-    base = bytearray(build_maa(
-        build_mar(IDENT, session_id="a;1;2", destination_realm="r", user_name="u"), IDENT,
-        items=[SipAuthDataItem(EAP_AKA, bytes(32), bytes(8), bytes(16), bytes(16))],
-        result_code=2001,
-    ).serialize())
+    mar = build_mar(IDENT, session_id="a;1;2", destination_realm="r", user_name="u")
+    der = build_der(IDENT, session_id="a;1;3", destination_realm="r", eap_payload=b"\x02\x00\x00\x04",
+                    service_selection="internet", mip6_feature_vector=1)
+    choices = [
+        build_maa(mar, IDENT, items=[SipAuthDataItem(EAP_AKA, bytes(32), bytes(8), bytes(16), bytes(16))],
+                  result_code=2001),
+        mar,
+        der,
+        build_dea(der, IDENT, experimental_result=5450, eap_master_session_key=bytes(64),
+                  apn_configurations=[apn_configuration(1, "internet", home_agent_address="192.0.2.1")]),
+        build_cer(IDENT),
+    ]
+    base = bytearray(data.draw(st.sampled_from(choices)).serialize())
     for _ in range(data.draw(st.integers(1, 6))):
         i = data.draw(st.integers(0, len(base) - 1))
         base[i] = data.draw(st.integers(0, 255))
     try:
         m = parse_message(bytes(base))
         _exercise(m)
-        MultimediaAuthAnswer.from_message(m)
     except DiameterDecodeError:
         pass
     f = DiameterFramer()
