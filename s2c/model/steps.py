@@ -454,6 +454,7 @@ register_step(StepSchema(
         FieldSpec("port", "integer", default=5001, min=1, max=65535, doc="destination UDP port"),
         FieldSpec("family", "string", default="auto", choices=FAMILIES,
                   doc="auto: the sender falls back to the other family when one is unreachable"),
+        FieldSpec("src", "address", choices=("hoa",), doc="source address: a literal, or 'hoa' (home address)"),
         *_THRESHOLDS,
     ),
     background="always",
@@ -472,11 +473,12 @@ register_step(StepSchema(
 
 register_step(StepSchema(
     kind="stream_check",
-    doc="Check a stream's figures so far against thresholds (final figures if it ended or stop: true).",
+    doc="Check a stream against thresholds: a bounded stream is waited for (wait_end), else its figures so far.",
     fields=(
         FieldSpec("name", "name", required=True),
         *_THRESHOLDS,
-        FieldSpec("stop", "boolean", default=False, doc="stop the stream first (final figures)"),
+        FieldSpec("wait_end", "boolean", default=True,
+                  doc="wait for a stream with a duration to end first (false: check the figures so far)"),
     ),
     scalar="name",
     check=_check_stream_check,
