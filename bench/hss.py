@@ -81,7 +81,8 @@ async def run_mar(port: int, clients: int, seconds: float) -> dict:
 
 
 async def run_der(port: int, clients: int, seconds: float, method: str) -> dict:
-    from hss.eap_bench import full_auth  # EAP-AKA peer driver (needs s2c.eap_aka)
+    from hss.testing import eap_over_s6b_async, identity_response, make_peer
+    from s2c.eap_aka import AuthenticationSucceeded
 
     lat: list[float] = []
     auths = 0
@@ -98,7 +99,10 @@ async def run_der(port: int, clients: int, seconds: float, method: str) -> dict:
         try:
             while time.perf_counter() < stop_at:
                 n += 1
-                ok = await full_auth(c, imsi, K, OPC, f"bench;{idx};{n}", lat, method=method)
+                peer, nai = make_peer(imsi, method=method)
+                answers, events = await eap_over_s6b_async(c, peer, f"bench;{idx};{n}", identity_response(nai), lat)
+                ok = (answers[-1].result_code == ResultCode.DIAMETER_SUCCESS
+                      and any(isinstance(e, AuthenticationSucceeded) for e in events))
                 auths += 1
                 errors += 0 if ok else 1
         finally:

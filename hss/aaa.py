@@ -20,11 +20,42 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from s2c.codec.diameter import DiameterMessage, parse_message
+from s2c.codec.diameter import (
+    VENDOR_3GPP,
+    Avp,
+    DiameterDecodeError,
+    DiameterMessage,
+    ExperimentalResultCode,
+    ResultCode,
+    parse_message,
+)
+from s2c.diameter.messages import (
+    EAP_AKA,
+    EAP_AKA_PRIME,
+    DiameterEapRequest,
+    LocalIdentity,
+    MultimediaAuthAnswer,
+    PdnType,
+    apn_configuration,
+    build_dea,
+    build_error_answer,
+    build_mar,
+    make_session_id,
+)
+from s2c.eap_aka import (
+    AkaServer,
+    AuthenticationFailed,
+    AuthenticationSucceeded,
+    AuthVector,
+    EapType,
+    ProtocolError,
+    VectorRequired,
+)
 
 log = logging.getLogger("hss.aaa")
 
@@ -42,6 +73,7 @@ class LoopbackSwx:
         self.hss = hss
         self._hbh = itertools.count(1)
         self.exchanges = 0
+        self.last_sqn: int | None = None
 
     def request(self, mar: DiameterMessage) -> DiameterMessage:
         n = next(self._hbh) & 0xFFFFFFFF
@@ -51,35 +83,236 @@ class LoopbackSwx:
         answer = self.hss.handle_mar(parse_message(wire_mar))  # type: ignore[attr-defined]
         maa = parse_message(answer.serialize())
         self.exchanges += 1
+        self.last_sqn = getattr(self.hss, "last_sqn", None)
         if maa.hop_by_hop != mar.hop_by_hop or maa.is_request:
             raise RuntimeError("SWx loopback: answer does not match the request")
         return maa
 
 
 Rng = Callable[[int], bytes]
+MAX_SESSIONS = 10000
+"""Unfinished EAP sessions kept at most (the oldest are dropped first)."""
+
+
+@dataclass
+class Session:
+    """One S6b Diameter-EAP session (Session-Id of the PDN GW) and its EAP-AKA server."""
+
+    session_id: str
+    server: AkaServer
+    last_seen: float
+    imsi: str | None = None
+    unknown_user: bool = False
+    hss_result: int | None = None
+    sqn: int | None = None
+    msk: bytes | None = field(default=None, repr=False)
+    rounds: int = 0
+    last_request_payload: bytes | None = None
+    last_answer: DiameterMessage | None = field(default=None, repr=False)
 
 
 class AaaFunction:
-    """S6b server side (TS 29.273 §9.2.2.2): DER -> DEA, one EAP-AKA server per Session-Id."""
+    """S6b server side (TS 29.273 §9.2.2.2): DER -> DEA, one EAP-AKA(') server per Session-Id."""
 
-    def __init__(self, identity, swx: SwxClient, rng: Rng, method: str = "aka", session_timeout: float = 60.0,
-                 counters: Counter[str] | None = None) -> None:
+    def __init__(
+        self,
+        identity: LocalIdentity,
+        swx: SwxClient,
+        rng: Rng,
+        method: str = "aka",
+        session_timeout: float = 60.0,
+        counters: Counter[str] | None = None,
+        network_name: str = "WLAN",
+        profile: Callable[[str], Any] | None = None,
+        hss_realm: str | None = None,
+    ) -> None:
+        if method not in ("aka", "aka'"):
+            raise ValueError(f"method must be aka or aka', got {method!r}")
         self.identity = identity
         self.swx = swx
         self.rng = rng
         self.method = method
+        self.eap_type = EapType.AKA if method == "aka" else EapType.AKA_PRIME
+        self.scheme = EAP_AKA if method == "aka" else EAP_AKA_PRIME
+        self.network_name = network_name
         self.session_timeout = session_timeout
         self.counters: Counter[str] = counters if counters is not None else Counter()
-        self.sessions: dict[str, object] = {}
+        self.profile = profile
+        self.hss_realm = hss_realm or identity.origin_realm
+        self.sessions: OrderedDict[str, Session] = OrderedDict()
+        self._swx_sessions = itertools.count(1)
+        self._boot = int.from_bytes(rng(4), "big")
 
+    # -- housekeeping -------------------------------------------------------------------------------
     def session_count(self) -> int:
         return len(self.sessions)
 
     def purge(self, now: float) -> int:
-        return 0
+        """Drop sessions idle for more than ``session_timeout``; returns how many."""
+        dead = [sid for sid, s in self.sessions.items() if now - s.last_seen > self.session_timeout]
+        for sid in dead:
+            del self.sessions[sid]
+        self.counters["s6b_sessions_timed_out"] += len(dead)
+        return len(dead)
 
+    # -- DER ------------------------------------------------------------------------------------------
     def handle_der(self, req: DiameterMessage, now: float) -> DiameterMessage:
-        from s2c.codec.diameter import ResultCode
-        from s2c.diameter.messages import build_error_answer
+        """Answer one DER (never raises on bad input: the DEA carries the error)."""
+        self.counters["s6b_der"] += 1
+        try:
+            der = DiameterEapRequest.from_message(req)
+        except DiameterDecodeError as exc:
+            self.counters["malformed"] += 1
+            text = str(exc)
+            code = ResultCode.DIAMETER_MISSING_AVP if "missing" in text else ResultCode.DIAMETER_INVALID_AVP_VALUE
+            return build_error_answer(req, self.identity, code, error_message=text[:120])
+        sess = self.sessions.get(der.session_id)
+        if sess is not None and der.eap_payload and der.eap_payload == sess.last_request_payload \
+                and sess.last_answer is not None:
+            # the PDN GW retransmitted (lost DEA): same answer again, no new EAP step
+            self.counters["s6b_der_retransmit"] += 1
+            sess.last_seen = now
+            return _reanswer(sess.last_answer, req)
+        if sess is None:
+            if len(self.sessions) >= MAX_SESSIONS:
+                self.sessions.popitem(last=False)
+                self.counters["s6b_sessions_evicted"] += 1
+            sess = Session(der.session_id, AkaServer(rng=self.rng, method=self.eap_type,
+                                                      network_name=self.network_name.encode()), now)
+            self.sessions[der.session_id] = sess
+            self.counters["s6b_sessions"] += 1
+        sess.last_seen = now
+        sess.rounds += 1
+        srv = sess.server
+        try:
+            if not der.eap_payload:
+                if sess.rounds != 1:
+                    raise ProtocolError("empty EAP-Payload in the middle of a session")
+                srv.start(identity=b"")  # -> EAP-Request/AKA-Identity with AT_PERMANENT_ID_REQ
+            else:
+                srv.receive(der.eap_payload)
+            self._drive(sess)
+        except ProtocolError as exc:
+            self.counters["s6b_eap_invalid"] += 1
+            log.warning("s6b session %s: invalid EAP (%s); failing it", der.session_id, exc)
+            del self.sessions[der.session_id]
+            self.counters["auth_fail"] += 1
+            return build_dea(req, self.identity, result_code=ResultCode.DIAMETER_AUTHENTICATION_REJECTED,
+                             eap_payload=_eap_failure(der.eap_payload))
+        answer = self._answer(req, sess)
+        sess.last_request_payload = der.eap_payload
+        sess.last_answer = answer
+        return answer
 
-        return build_error_answer(req, self.identity, ResultCode.DIAMETER_UNABLE_TO_COMPLY, error_message="EAP not ready")
+    def _drive(self, sess: Session) -> None:
+        srv = sess.server
+        while (ev := srv.next_event()) is not None:
+            if isinstance(ev, VectorRequired):
+                sess.imsi = ev.imsi
+                self._fetch_vector(sess, ev)
+            elif isinstance(ev, AuthenticationSucceeded):
+                sess.imsi = ev.imsi
+                sess.msk = ev.msk
+            elif isinstance(ev, AuthenticationFailed):
+                sess.hss_result = sess.hss_result or 0
+                log.debug("session %s failed: %s", sess.session_id, ev.reason)
+
+    def _fetch_vector(self, sess: Session, ev: VectorRequired) -> None:
+        """SWx MAR -> MAA through the real message path (see :class:`LoopbackSwx`)."""
+        sid = make_session_id(self.identity.origin_host, self._boot, next(self._swx_sessions), "swx")
+        mar = build_mar(
+            self.identity, session_id=sid, destination_realm=self.hss_realm, user_name=ev.imsi,
+            scheme=self.scheme, resync_authorization=(ev.resync[0] + ev.resync[1]) if ev.resync else None,
+            anid=self.network_name if self.eap_type == EapType.AKA_PRIME else None, rat_type=0,
+        )
+        try:
+            maa = MultimediaAuthAnswer.from_message(self.swx.request(mar))
+        except (DiameterDecodeError, RuntimeError) as exc:
+            log.error("SWx answer unusable: %s", exc)
+            sess.hss_result = ResultCode.DIAMETER_UNABLE_TO_COMPLY
+            sess.server.vector_failed("hss_error")
+            return
+        sess.sqn = getattr(self.swx, "last_sqn", None)
+        if maa.experimental_result == (VENDOR_3GPP, ExperimentalResultCode.DIAMETER_ERROR_USER_UNKNOWN):
+            sess.unknown_user = True
+            sess.server.vector_failed("user_unknown")
+            return
+        if not maa.is_success or not maa.items:
+            sess.hss_result = maa.result_code or (maa.experimental_result or (0, 0))[1]
+            sess.server.vector_failed(f"hss_{sess.hss_result}")
+            return
+        it = maa.items[0]
+        if (it.authenticate is None or len(it.authenticate) != 32 or it.authorization is None
+                or it.confidentiality_key is None or it.integrity_key is None):
+            sess.hss_result = ResultCode.DIAMETER_UNABLE_TO_COMPLY
+            sess.server.vector_failed("hss_bad_vector")
+            return
+        av = AuthVector(rand=it.authenticate[:16], xres=it.authorization, autn=it.authenticate[16:],
+                        ck=it.confidentiality_key, ik=it.integrity_key)
+        # For EAP-AKA' the HSS returned CK'/IK' for our ANID (TS 29.273 §8.1.2.1.1).
+        sess.server.provide_vector(av, primed=self.eap_type == EapType.AKA_PRIME)
+
+    def _answer(self, req: DiameterMessage, sess: Session) -> DiameterMessage:
+        srv = sess.server
+        out = srv.next_message()
+        state = srv.state.value
+        if state == "success":
+            del self.sessions[sess.session_id]
+            self.counters["auth_ok"] += 1
+            log.info("auth imsi=%s result=success method=%s sqn=%s session=%s", sess.imsi, self.scheme,
+                     _fmt_sqn(sess.sqn), sess.session_id)
+            nai = (srv.identity or b"").decode("ascii", "replace")
+            return build_dea(req, self.identity, result_code=ResultCode.DIAMETER_SUCCESS, eap_payload=out,
+                             eap_master_session_key=sess.msk, user_name=sess.imsi,
+                             mobile_node_identifier=nai or None, apn_configurations=self._apn(sess.imsi))
+        if state == "failure":
+            del self.sessions[sess.session_id]
+            if sess.unknown_user:
+                log.info("auth imsi=%s result=unknown-user session=%s", sess.imsi, sess.session_id)
+                return build_dea(req, self.identity, experimental_result=ExperimentalResultCode.DIAMETER_ERROR_USER_UNKNOWN,
+                                 eap_payload=out)
+            self.counters["auth_fail"] += 1
+            log.info("auth imsi=%s result=failure method=%s sqn=%s session=%s", sess.imsi, self.scheme,
+                     _fmt_sqn(sess.sqn), sess.session_id)
+            return build_dea(req, self.identity, result_code=ResultCode.DIAMETER_AUTHENTICATION_REJECTED,
+                             eap_payload=out)
+        if out is None:
+            del self.sessions[sess.session_id]
+            self.counters["auth_fail"] += 1
+            return build_error_answer(req, self.identity, ResultCode.DIAMETER_UNABLE_TO_COMPLY,
+                                      error_message="EAP server produced no message")
+        return build_dea(req, self.identity, result_code=ResultCode.DIAMETER_MULTI_ROUND_AUTH, eap_payload=out)
+
+    def _apn(self, imsi: str | None) -> list[Avp]:
+        """APN-Configuration from the subscriber profile (TS 29.273 §9.2.3.1), if any."""
+        if self.profile is None or imsi is None:
+            return []
+        try:
+            sub = self.profile(imsi)
+        except Exception:  # noqa: BLE001 - profile is optional decoration
+            return []
+        if sub is None or not getattr(sub, "apn", None):
+            return []
+        pdn = PdnType.IPV4V6 if sub.ipv4_hoa else PdnType.IPV6
+        extra = []
+        if sub.static_hoa:
+            extra.append(Avp.address(848, sub.static_hoa, VENDOR_3GPP))  # Served-Party-IP-Address
+        if sub.ipv4_hoa:
+            extra.append(Avp.address(848, sub.ipv4_hoa, VENDOR_3GPP))
+        return [apn_configuration(1, sub.apn, pdn, extra_avps=extra)]
+
+
+def _fmt_sqn(sqn: int | None) -> str:
+    return "-" if sqn is None else f"{sqn:#014x}"
+
+
+def _eap_failure(payload: bytes) -> bytes:
+    """EAP-Failure echoing the identifier of the offending response (RFC 3748 §4.2)."""
+    ident = payload[1] if len(payload) >= 2 else 0
+    return bytes([4, ident, 0, 4])
+
+
+def _reanswer(previous: DiameterMessage, req: DiameterMessage) -> DiameterMessage:
+    """The previous DEA re-addressed to a retransmitted DER (same AVPs, the new ids)."""
+    return DiameterMessage(previous.command_code, previous.application_id, previous.flags,
+                           req.hop_by_hop, req.end_to_end, list(previous.avps))

@@ -195,6 +195,7 @@ class HssDaemon(NodeDaemon):
         self.db_path = p.get("db") or os.path.join(os.path.dirname(config.control) or ".", f"{config.node}-hss.db")
         self.sqn_reserve = int(p.get("sqn_reserve", 32))
         self.session_timeout = float(p.get("session_timeout", 60.0))
+        self.network_name = str(p.get("network_name", "WLAN"))
         self.initial_subscribers = list(p.get("subscribers") or [])
         self.identity = LocalIdentity(
             origin_host=origin_host,
@@ -232,6 +233,8 @@ class HssDaemon(NodeDaemon):
             method=self.method,
             session_timeout=self.session_timeout,
             counters=self.counters,
+            network_name=self.network_name,
+            profile=self.store.get,
         )
         loop = asyncio.get_running_loop()
         for host in self.listen:

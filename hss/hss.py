@@ -80,6 +80,7 @@ class HssFunction:
         self.rng = rng
         self.identity = identity
         self.counters: Counter[str] = counters if counters is not None else Counter()
+        self.last_sqn: int | None = None  # SQN of the last vector issued (for the AAA's log line)
 
     def _error(self, req: DiameterMessage, code: int, msg: str | None = None, failed: list[Avp] = ()) -> DiameterMessage:
         return build_error_answer(req, self.identity, code, error_message=msg, failed_avps=failed)
@@ -90,6 +91,7 @@ class HssFunction:
     def handle_mar(self, req: DiameterMessage) -> DiameterMessage:
         """Answer one MAR; never raises on bad input (the answer carries the error)."""
         self.counters["swx_mar"] += 1
+        self.last_sqn = None
         try:
             mar = MultimediaAuthRequest.from_message(req)
         except DiameterDecodeError as exc:
@@ -134,6 +136,7 @@ class HssFunction:
             log.info("auth imsi=%s result=unknown-user", imsi)
             return self._experimental(req, ExperimentalResultCode.DIAMETER_ERROR_USER_UNKNOWN)
         self.counters["swx_vectors"] += len(vectors)
+        self.last_sqn = vectors[-1].sqn
         items = []
         for i, v in enumerate(vectors, 1):
             log.info("vector imsi=%s scheme=%s sqn=%#014x", imsi, mar.scheme, v.sqn)

@@ -130,3 +130,84 @@ class HssLauncher:
                 p.stop()
             except Exception:  # noqa: BLE001 - teardown best effort
                 p.proc.kill()
+
+
+# -- EAP-AKA over S6b, peer side (tests and bench) ---------------------------------------------------
+def make_peer(imsi: str, k: bytes = K, opc: bytes = OPC, method: str = "aka", sqn_ms: int | None = None):
+    """An :class:`AkaPeer` (software USIM) for ``imsi``; ``sqn_ms`` pre-ages the USIM's SQN array."""
+    from s2c.crypto.sqn import SqnWindow
+    from s2c.eap_aka import AkaPeer, EapType, Usim, permanent_nai
+
+    eap_type = EapType.AKA if method == "aka" else EapType.AKA_PRIME
+    window = SqnWindow.starting_at(sqn_ms) if sqn_ms is not None else None
+    nai = permanent_nai(imsi, method=eap_type)
+    peer = AkaPeer(Usim(k, opc, window), imsi, methods=(eap_type,), identity=nai.encode(),
+                   network_name=b"WLAN" if eap_type == EapType.AKA_PRIME else None)
+    return peer, nai
+
+
+def identity_response(nai: str, identifier: int = 0) -> bytes:
+    """EAP-Response/Identity as the PDN GW builds it from the IKEv2 IDi (RFC 3748 §5.1)."""
+    from s2c.codec import eap
+
+    return eap.serialize(eap.identity_response(identifier, nai))
+
+
+def der(session_id: str, payload: bytes, user_name: str | None = None):
+    from hss.client import CLIENT_IDENTITY
+    from s2c.diameter.messages import build_der
+
+    return build_der(CLIENT_IDENTITY, session_id=session_id, destination_realm=REALM, eap_payload=payload,
+                     user_name=user_name)
+
+
+def _step(peer, ans) -> bytes | None:
+    """Feed a DEA's EAP-Payload to the peer; return the peer's next EAP response if the DEA is 1001."""
+    from s2c.codec.diameter import AvpCode, ResultCode
+    from s2c.eap_aka import ProtocolError
+
+    payload = ans.get_bytes(AvpCode.EAP_PAYLOAD)
+    if payload:
+        try:
+            peer.receive(payload)
+        except ProtocolError:
+            return None
+    if ans.result_code != ResultCode.DIAMETER_MULTI_ROUND_AUTH:
+        return None
+    return peer.next_message()
+
+
+def _events(peer) -> list[Any]:
+    out = []
+    while (ev := peer.next_event()) is not None:
+        out.append(ev)
+    return out
+
+
+def eap_over_s6b(request, peer, session_id: str, first: bytes, max_rounds: int = 8):
+    """Drive one EAP exchange over S6b with a blocking ``request(DER) -> DEA``.
+
+    Returns (list of DEAs, peer events)."""
+    answers = []
+    payload: bytes | None = first
+    while payload is not None and len(answers) < max_rounds:
+        ans = request(der(session_id, payload))
+        answers.append(ans)
+        payload = _step(peer, ans)
+    return answers, _events(peer)
+
+
+async def eap_over_s6b_async(client, peer, session_id: str, first: bytes, lat: list[float] | None = None,
+                             max_rounds: int = 8):
+    """Same as :func:`eap_over_s6b` over an :class:`hss.client.AsyncDiameterClient`; appends each
+    round trip's latency to ``lat``."""
+    answers = []
+    payload: bytes | None = first
+    while payload is not None and len(answers) < max_rounds:
+        t0 = time.perf_counter()
+        ans = await client.request(der(session_id, payload))
+        if lat is not None:
+            lat.append(time.perf_counter() - t0)
+        answers.append(ans)
+        payload = _step(peer, ans)
+    return answers, _events(peer)
