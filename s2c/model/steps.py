@@ -383,6 +383,12 @@ def _check_move(args: dict[str, Any], topo: Topology | None, state: ScenarioStat
         return [("radio", f"'{ue}:{radio}' is not a radio: it is not linked to an access network")]
     if state.radios[key] == to:
         return [("to", f"'{ue}:{radio}' is already on '{to}' at this step")]
+    acc = topo.nodes[to].access
+    assert acc is not None
+    there = 1 + sum(1 for k, net in state.radios.items() if net == to)
+    for fam, pool in (("IPv4", acc.ipv4_pool), ("IPv6", acc.ipv6_pool)):
+        if pool and there > len(pool):
+            return [("to", f"'{to}' has {len(pool)} {fam} pool addresses, all in use by other radios at this step")]
     state.radios[key] = to
     return []
 

@@ -376,6 +376,13 @@ def _addresses(src: Source, drafts: dict[str, _NodeDraft], segments: dict[str, _
             if md.kind is NodeKind.UE and (md.ifaces[iface].ipv4 or md.ifaces[iface].ipv6):
                 src.error(md.iface_lines.get(iface, md.line), join(join(join(nodes_p, node), "interfaces"), iface),
                           f"a UE radio on access network '{s.name}' takes its addresses from it; remove ipv4/ipv6")
+        radios = sum(1 for node, _ in s.members if drafts[node].kind is NodeKind.UE)
+        am = bd.m.get("access")
+        for fam, pool in (("ipv4", bd.access.ipv4_pool), ("ipv6", bd.access.ipv6_pool)):
+            if pool and radios > len(pool) and isinstance(am, LMap) and isinstance(am.get(fam), LMap):
+                fm = am[fam]
+                src.error(fm.line_of("pool"), join(join(join(join(nodes_p, s.name), "access"), fam), "pool"),
+                          f"{radios} UE radios start on '{s.name}' but the pool has only {len(pool)} addresses")
     # duplicate addresses within a segment, overlapping prefixes between segments
     seen_ip: dict[Any, _Addr] = {}
     nets: list[tuple[Any, str, _Addr]] = []

@@ -444,3 +444,27 @@ def test_invalid_scalar_reported_once(tmp_path: Path) -> None:
     p = with_steps(tmp_path, "- wait: !custom 3\n")
     lines = errors_of(p)
     assert len(lines) == 1 and lines[0].startswith(f"{p}:{FIRST_STEP_LINE}: steps[0].wait: invalid value")
+
+
+def test_move_into_full_pool(tmp_path: Path) -> None:
+    # the default home pool has 4 addresses; ue1 has 2 radios, so moving both there is fine ...
+    p = with_steps(tmp_path, "- move: {ue: ue1, radio: wlan0, to: home}\n- move: {ue: ue1, radio: wlan1, to: home}\n")
+    assert len(load_scenario(p).steps) == 2
+
+
+def test_pool_exhaustion_by_moves(tmp_path: Path) -> None:
+    (tmp_path / "t.yaml").write_text(textwrap.dedent("""\
+        nodes:
+          ue1: {kind: ue}
+          a: {kind: bridge, access: {type: wlan, ipv4: {gateway: 192.0.2.1, pool: [192.0.2.10/24]}}}
+          b: {kind: bridge, access: {type: wlan, ipv6: {gateway: "2001:db8:b::1", pool: ["2001:db8:b::10/64"]}}}
+          r: {kind: router, interfaces: {e0: {ipv4: [192.0.2.1/24]}, e1: {ipv6: ["2001:db8:b::1/64"]}}}
+        links: [[ue1:w0, a], [ue1:w1, b], [r:e0, a], [r:e1, b]]
+        """))
+    p = write(tmp_path, "topology: t.yaml\nsteps:\n  - move: {ue: ue1, radio: w0, to: b}\n")
+    assert_error(p, 3, "steps[0].move.to", "'b' has 1 IPv6 pool addresses, all in use by other radios at this step")
+
+
+def test_duplicate_key_in_step_args(tmp_path: Path) -> None:
+    p = with_steps(tmp_path, "- ping:\n    from: ue1\n    to: cn1\n    to: ar-a\n")
+    assert_error(p, FIRST_STEP_LINE + 3, "steps[0].ping.to", "duplicate key 'to' (first defined on line 12)")

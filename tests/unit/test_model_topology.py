@@ -285,3 +285,54 @@ def test_no_io_beyond_reading(tmp_path: Path) -> None:
     before = sorted(tmp_path.iterdir())
     load_topology(p)
     assert sorted(tmp_path.iterdir()) == before
+
+
+def test_pool_too_small_for_radios(tmp_path: Path) -> None:
+    p = write(tmp_path, edit("pool: [192.0.2.10/24, 192.0.2.11/24]", "pool: [192.0.2.10/24]")
+              + "  - [ue1:wlan1, wlan-a]\n")
+    assert_error(p, 8, "nodes.wlan-a.access.ipv4.pool", "2 UE radios start on 'wlan-a' but the pool has only 1")
+
+
+def test_pool_outside_gateway_subnet(tmp_path: Path) -> None:
+    p = write(tmp_path, edit("pool: [192.0.2.10/24, 192.0.2.11/24]", "pool: [192.0.2.10/24, 198.51.100.11/24]"))
+    assert_error(p, 8, "nodes.wlan-a.access.ipv4.pool[1]", "'198.51.100.11/24' is not in the pool's subnet 192.0.2.0/24")
+
+
+def test_pool_contains_gateway(tmp_path: Path) -> None:
+    p = write(tmp_path, edit("pool: [192.0.2.10/24, 192.0.2.11/24]", "pool: [192.0.2.10/24, 192.0.2.1/24]"))
+    assert_error(p, 8, "nodes.wlan-a.access.ipv4.pool[1]", "pool address 192.0.2.1 is the gateway")
+
+
+def test_ue_radio_on_access_network_has_no_static_address(tmp_path: Path) -> None:
+    p = write(tmp_path, edit("  ue1: {kind: ue}", "  ue1: {kind: ue, interfaces: {wlan0: {ipv4: [192.0.2.50/24]}}}"))
+    assert_error(p, 3, "nodes.ue1.interfaces.wlan0", "takes its addresses from it")
+
+
+def test_two_bridges_cannot_be_linked(tmp_path: Path) -> None:
+    p = write(tmp_path, BASE.replace("  pdngw:\n", "  br2: {kind: bridge}\n  pdngw:\n") + "  - [wlan-a, br2]\n")
+    assert_error(p, 26, "links[3]", "a link cannot join two bridges")
+
+
+def test_link_mapping_form_and_single_address_string(tmp_path: Path) -> None:
+    text = edit("  - [ar-a:eth0, pdngw:core0]", "  - endpoints: [ar-a:eth0, pdngw:core0]")
+    text = text.replace("      core0: {ipv4: [198.51.100.1/24]}", "      core0: {ipv4: 198.51.100.1/24}")
+    topo = load_topology(write(tmp_path, text))
+    assert str(topo.nodes["pdngw"].interfaces["core0"].ipv4[0]) == "198.51.100.1/24"
+    assert str(topo.links[2].b) == "pdngw:core0"
+
+
+def test_nat44_needs_forwarding_node(tmp_path: Path) -> None:
+    p = write(tmp_path, edit("    kind: pdngw\n", "    kind: cn\n    nat44: {outside: core0}\n"))
+    assert_error(p, 19, "nodes.pdngw.nat44", "NAT44 needs a forwarding node (router or pdngw), not a cn")
+
+
+def test_route_family_mismatch_and_default_without_via(tmp_path: Path) -> None:
+    p = write(tmp_path, edit("      - {to: default, via: 198.51.100.1}",
+                             "      - {to: '2001:db8:1::/48', via: 198.51.100.1}\n      - {to: default, dev: eth0}"))
+    assert_error(p, 16, "nodes.ar-a.routes[0].via", "is not of the same family as 2001:db8:1::/48")
+    assert_error(p, 17, "nodes.ar-a.routes[1]", "a default route needs 'via'")
+
+
+def test_mtu_range(tmp_path: Path) -> None:
+    p = write(tmp_path, edit("      eth0: {ipv4: [198.51.100.2/24]}", "      eth0: {ipv4: [198.51.100.2/24], mtu: 40}"))
+    assert_error(p, 12, "nodes.ar-a.interfaces.eth0.mtu", "mtu 40 out of range 68..65535")
