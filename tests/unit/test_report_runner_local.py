@@ -141,12 +141,14 @@ def test_unknown_kind_and_bad_node_are_errors(tmp_path):
 def test_udp_stream_on_loopback_measures_no_loss(tmp_path):
     steps = [("udp_stream", {"from": "cn1", "to": "cn1", "name": "lo1", "rate": 200, "duration": 1.0,
                              "port": PORT}),
+             ("expect", {"node": "cn1", "query": "streams", "path": "lo1.received", "gt": 0, "within": 5,
+                         "interval": 0.05}),
              ("stream_check", {"name": "lo1", "max_loss": 1, "wait_end": False}),  # figures so far
              ("stream_check", {"name": "lo1", "max_loss": 1})]  # waits for the end
     res = _run(_scenario(steps), tmp_path)
-    assert [s.status for s in res.steps] == [PASSED] * 3, [s.message for s in res.steps]
-    assert res.steps[1].details["finished"] is False
-    d = res.steps[2].details
+    assert [s.status for s in res.steps] == [PASSED] * 4, [s.message for s in res.steps]
+    assert res.steps[2].details["finished"] is False
+    d = res.steps[3].details
     assert d["finished"] is True
     assert d["packets"] >= 150 and d["received"] == d["packets"] and d["loss_pct"] == 0.0
 
