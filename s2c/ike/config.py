@@ -198,6 +198,7 @@ class IkeConfig:
     check_id_in_cert: bool = True
     ike_proposals: tuple[IkeProposal, ...] = (IkeProposal(),)
     child: ChildConfig | None = field(default_factory=ChildConfig)  # None: childless IKE_AUTH
+    extra_children: tuple[ChildConfig, ...] = ()  # responder: more CHILD SA policies (e.g. tunnel for user traffic)
     cp_request: tuple[int, ...] = ()           # initiator: CFG_REQUEST attribute types
     mobike: bool = True
     initial_contact: bool = True

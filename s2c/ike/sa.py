@@ -899,13 +899,14 @@ class IkeSa:
                       rekey_of: ChildSa | None) -> tuple[list, ChildSa | None]:
         """Exchange responder: choose a proposal and narrow TS (RFC 7296 §2.7, §2.9). Returns
         (payloads for the response, child or None)."""
-        child_cfg = self.config.child or ChildConfig()
         sa = next((x for x in req if isinstance(x, c.SaPayload)), None)
         tsi = next((x for x in req if isinstance(x, c.TsiPayload)), None)
         tsr = next((x for x in req if isinstance(x, c.TsrPayload)), None)
         ke = next((x for x in req if isinstance(x, c.KePayload)), None)
         if sa is None or tsi is None or tsr is None:
             return [NotifyPayload(NotifyType.INVALID_SYNTAX)], None
+        transport = any(isinstance(x, NotifyPayload) and x.type == NotifyType.USE_TRANSPORT_MODE for x in req)
+        child_cfg = self._pick_policy(tsi.selectors, tsr.selectors, transport, rekey_of)
         chosen = select_esp_proposal(sa, child_cfg.esp_proposals, ke.group if ke is not None else None)
         if chosen is None:
             if ke is not None:
@@ -932,7 +933,6 @@ class IkeSa:
             out_ke = c.KePayload(suite.dh, pub)
         else:
             out_ke = None
-        transport = any(isinstance(x, NotifyPayload) and x.type == NotifyType.USE_TRANSPORT_MODE for x in req)
         spi_in = self._new_spi4()
         i2r, r2i = child_keymat(self.ctx.suite.prf, self.ctx.keys.sk_d, suite, ni, nr, shared)
         ch = ChildSa(spi_in, _u32(offered_prop.spi), ChildMode.TRANSPORT if transport else ChildMode.TUNNEL, suite,
@@ -946,6 +946,25 @@ class IkeSa:
             out.append(out_ke)
         out += [c.TsiPayload(n_i), c.TsrPayload(n_r)]
         return out, ch
+
+    def _pick_policy(self, tsi, tsr, transport: bool, rekey_of: ChildSa | None) -> ChildConfig:
+        """Exchange responder: the CHILD policy that best fits the request: same mode and no
+        narrowing needed first, then any policy that narrows to something (RFC 7296 §2.9)."""
+        policies = [p for p in (self.config.child, *self.config.extra_children) if p is not None] or [ChildConfig()]
+        if rekey_of is not None:
+            return policies[0]
+        best, best_score = policies[0], (-1, -1)
+        for pol in policies:
+            remote = [self._resolve_ts(s, False, False) for s in pol.remote_ts]
+            local = [self._resolve_ts(s, True, False) for s in pol.local_ts]
+            n_i, n_r = _narrow(tsi, remote), _narrow(tsr, local)
+            if not n_i or not n_r:
+                continue
+            exact = int(set(n_i) == set(tsi) and set(n_r) == set(tsr))
+            score = (int((pol.mode == ChildMode.TRANSPORT) == transport), exact)
+            if score > best_score:
+                best, best_score = pol, score
+        return best
 
     # ------------------------------------------------------------------ responder side
 
