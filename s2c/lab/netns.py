@@ -125,6 +125,9 @@ class NetnsBackend(Backend):
         super().__init__(run_id, run_dir, topology, capture)
         if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", run_id):
             raise LabError(f"run id {run_id!r} must be letters, digits, '.', '_' or '-'")
+        bad = [n for n in topology.nodes if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", n)]
+        if bad:
+            raise LabError(f"node name {bad[0]!r} cannot name a namespace (letters, digits, '.', '_', '-')")
         self._nsname = {n: f"{run_id}-{n}" for n in topology.nodes}
         self._ipr: dict[str, Any] = {}  # node -> pyroute2 IPRoute living in that namespace
         self._nsfd: dict[str, int] = {}  # node -> O_RDONLY fd of /run/netns/<ns> (for net_ns_fd)
@@ -555,13 +558,11 @@ class NetnsBackend(Backend):
         side = wire.capture_side()
         pcap = self.pcap_dir / f"{wire.pcap_stem}.pcap"
         log = self.logs_dir / f"capture.{wire.pcap_stem}.log"
+        argv = ["tcpdump", "-i", side.ifname, "-w", str(pcap), "-U", "--immediate-mode", "-n", "-Z", "root", "-s", "0"]
         fh = open(log, "wb")
         try:
             popen = subprocess.Popen(
-                nsexec.nsenter_argv(
-                    self.netns_path(side.node),
-                    ["tcpdump", "-i", side.ifname, "-w", str(pcap), "-U", "--immediate-mode", "-n", "-Z", "root", "-s", "0"],
-                ),
+                nsexec.nsenter_argv(self.netns_path(side.node), argv),
                 stdin=subprocess.DEVNULL,
                 stdout=fh,
                 stderr=subprocess.STDOUT,
@@ -569,7 +570,7 @@ class NetnsBackend(Backend):
             )
         finally:
             fh.close()
-        wire.capture = NodeProcess(side.node, popen.args, log, popen)  # type: ignore[arg-type]
+        wire.capture = NodeProcess(side.node, argv, log, popen)
         wire.pcap = pcap
         self._pcaps.append(pcap)
         if wait:
