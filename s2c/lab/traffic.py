@@ -34,6 +34,7 @@ HEADER = struct.Struct("!4s16sQd")
 HEADER_SIZE = HEADER.size  # 36
 MAX_ID = 16
 DEFAULT_PORT = 5001
+STARTED_MARK = "traffic: sending stream"  # stderr line the runner waits for
 
 
 class StreamFormatError(ValueError):
@@ -229,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     signal.signal(signal.SIGTERM, sender.stop)
     signal.signal(signal.SIGINT, sender.stop)
+    print(f"{STARTED_MARK} {args.id}", file=sys.stderr, flush=True)
     summary = sender.run(args.duration)
     sys.stdout.write(json.dumps(summary) + "\n")
     sys.stdout.flush()

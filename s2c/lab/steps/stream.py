@@ -18,7 +18,7 @@ from typing import Any
 
 from s2c.lab.steps import RunContext, StepError, StepOutcome, Stream, register_runner
 from s2c.lab.steps.net import _family, arg, source_address
-from s2c.lab.traffic import DEFAULT_PORT, MAX_ID
+from s2c.lab.traffic import DEFAULT_PORT, MAX_ID, STARTED_MARK
 from s2c.runtime.control import ControlError
 
 THRESHOLDS = ("max_loss", "max_interruption", "min_interruption", "max_reordered", "min_received")
@@ -88,9 +88,18 @@ def run_udp_stream(ctx: RunContext, step: Any) -> StepOutcome:
     ctx.streams[name] = stream
     details = {"stream": name, "from": source, "to": target, "sink": sink, "destinations": dests, "port": port,
                "rate": rate, "size": size, "duration": duration or None, "until_stop": until_stop, "pid": proc.pid}
-    time.sleep(0.05)
-    if not proc.alive() and proc.returncode not in (0, None):
-        raise StepError(f"stream sender exited with {proc.returncode}: {_tail_text(stream.stdout_path)}")
+    # return once the sender is sending, so the steps after this one see a running stream
+    deadline = time.monotonic() + min(5.0, max(ctx.remaining(5.0) - 0.5, 0.5))
+    while time.monotonic() < deadline:
+        if f"{STARTED_MARK} {name}" in _read(stream.stdout_path):
+            break
+        if not proc.alive():
+            if proc.returncode != 0:
+                raise StepError(f"stream sender exited with {proc.returncode}: {_tail_text(stream.stdout_path)}")
+            break
+        time.sleep(0.01)
+    else:
+        raise StepError(f"stream sender did not start within 5 s: {_tail_text(stream.stdout_path)}")
     length = "until stopped" if until_stop else f"for {duration:g} s"
     return StepOutcome.ok(f"{name}: {source} -> {dests[0]}:{port} {rate:g} pps x {size} B {length}", **details)
 
@@ -101,6 +110,13 @@ def _is_addr(text: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def _read(path: Path) -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
 
 
 def _tail_text(path: Path, n: int = 5) -> str:
