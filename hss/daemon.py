@@ -7,17 +7,21 @@
     diameter:    {listen: [addresses] (default ["127.0.0.1"]), port: 3868,
                   origin_host: hss.epc.mnc001.mcc001.3gppnetwork.org,
                   origin_realm: epc.mnc001.mcc001.3gppnetwork.org,
-                  cer_timeout: 5.0 (seconds a new connection has to send its CER)}
+                  cer_timeout: 5.0 (seconds a new connection has to send its CER),
+                  watchdog_interval: 30.0 (RFC 3539 Tw)}
     method:      aka | aka'  (EAP method the AAA function runs on S6b; default aka)
+    network_name: access network name / ANID for EAP-AKA' (AT_KDF_INPUT, SWx ANID; default WLAN)
     sqn_reserve: SQNs persisted ahead per fsync (default 32; 1 = one fsync per vector)
     session_timeout: seconds an unfinished S6b EAP session lives (default 60)
 
-Per connection the RFC 6733 responder side runs: the first message must be a CER (else the
-connection is closed; so is one that stays silent for ``cer_timeout``), then DWR/DWA, DPR/DPA, and
-requests dispatched on (application, command): SWx MAR -> :class:`hss.hss.HssFunction`, S6b DER ->
-:class:`hss.aaa.AaaFunction`. Unknown applications get 3007, unknown commands 3001 (E bit). A
-stream that cannot be framed or parsed is counted as ``malformed`` and that connection is closed;
-other peers are unaffected. Stop: DPR (REBOOTING) to every open peer, then the DB is closed.
+Each TCP connection drives a sans-IO :class:`s2c.diameter.peer.DiameterPeer` in the responder role
+(RFC 6733 §5.6): CER/CEA (5010 and close without a common application), DWR/DWA, DPR/DPA,
+requests before CER answered 3002 and the connection closed after ``cer_timeout``, unknown
+applications 3007, unknown commands 3001, unknown mandatory AVPs 5001, unparsable AVPs 5014. A
+stream that cannot be framed is counted as ``malformed`` and that connection is closed; other peers
+are unaffected. Accepted requests are dispatched on (application, command): SWx MAR ->
+:class:`hss.hss.HssFunction`, S6b DER -> :class:`hss.aaa.AaaFunction`. Stop: DPR (REBOOTING) to
+every open peer, wait for the DPAs (1.5 s at most), then the DB is closed.
 """
 
 from __future__ import annotations
