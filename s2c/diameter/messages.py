@@ -43,9 +43,12 @@ __all__ = [
     "build_error_answer",
     "build_der",
     "build_dea",
+    "build_str",
+    "build_sta",
     "build_mar",
     "build_maa",
     "apn_configuration",
+    "ApnConfiguration",
     "mip6_agent_info",
     "SipAuthDataItem",
     "DiameterEapRequest",
@@ -377,6 +380,46 @@ def mip6_agent_info(home_agent_address: str | None = None, home_agent_host: tupl
     return Avp.grouped(AvpCode.MIP6_AGENT_INFO, children)
 
 
+@dataclass(frozen=True, slots=True)
+class ApnConfiguration:
+    """Subset of APN-Configuration (TS 29.272 §7.3.35) that S6b/SWx carry for non-3GPP access."""
+
+    context_identifier: int
+    service_selection: str
+    pdn_type: int = PdnType.IPV6
+    home_agent_addresses: tuple[str, ...] = ()
+
+    def to_avp(self) -> Avp:
+        return apn_configuration(
+            self.context_identifier, self.service_selection, self.pdn_type,
+            home_agent_address=self.home_agent_addresses[0] if self.home_agent_addresses else None,
+            extra_avps=[Avp.grouped(AvpCode.MIP6_AGENT_INFO,
+                                    [Avp.address(AvpCode.MIP_HOME_AGENT_ADDRESS, a) for a in self.home_agent_addresses[1:]])]
+            if len(self.home_agent_addresses) > 1 else (),
+        )
+
+    @classmethod
+    def from_avp(cls, a: Avp) -> ApnConfiguration:
+        ctx: int | None = None
+        apn: str | None = None
+        pdn_type = PdnType.IPV6
+        has: list[str] = []
+        for c in a.as_grouped():
+            if c.vendor_id == VENDOR_3GPP and c.code == Avp3gpp.CONTEXT_IDENTIFIER:
+                ctx = c.as_u32()
+            elif c.vendor_id == VENDOR_3GPP and c.code == Avp3gpp.PDN_TYPE:
+                pdn_type = c.as_u32()
+            elif c.vendor_id == 0 and c.code == AvpCode.SERVICE_SELECTION:
+                apn = c.as_str()
+            elif c.vendor_id == 0 and c.code == AvpCode.MIP6_AGENT_INFO:
+                for h in c.as_grouped():
+                    if h.vendor_id == 0 and h.code == AvpCode.MIP_HOME_AGENT_ADDRESS:
+                        has.append(str(h.as_address()))
+        if ctx is None or apn is None:
+            raise DiameterDecodeError("APN-Configuration without Context-Identifier or Service-Selection")
+        return cls(ctx, apn, pdn_type, tuple(has))
+
+
 def apn_configuration(
     context_identifier: int,
     service_selection: str,
@@ -395,6 +438,43 @@ def apn_configuration(
         children.append(mip6_agent_info(home_agent_address))
     children.extend(extra_avps)
     return Avp.grouped(Avp3gpp.APN_CONFIGURATION, children, VENDOR_3GPP)
+
+
+def build_str(
+    identity: LocalIdentity,
+    *,
+    session_id: str,
+    destination_realm: str,
+    termination_cause: int = 1,
+    user_name: str | None = None,
+    destination_host: str | None = None,
+    application_id: int = ApplicationId.S6B_3GPP,
+) -> DiameterMessage:
+    """Session-Termination-Request (RFC 6733 §8.4.1; S6b use: TS 29.273 §9.2.2.3.1).
+
+    ``termination_cause`` 1 = DIAMETER_LOGOUT (RFC 6733 §8.15).
+    """
+    sid, common = _req_header_avps(session_id, identity, destination_realm, destination_host)
+    avps = [sid] + common + [
+        Avp.u32(AvpCode.AUTH_APPLICATION_ID, application_id),
+        Avp.u32(AvpCode.TERMINATION_CAUSE, termination_cause),
+    ]
+    if user_name is not None:
+        avps.append(Avp.utf8(AvpCode.USER_NAME, user_name))
+    return DiameterMessage(CommandCode.SESSION_TERMINATION, application_id, FLAG_REQUEST | FLAG_PROXIABLE, avps=avps)
+
+
+def build_sta(
+    request: DiameterMessage, identity: LocalIdentity, result_code: int = ResultCode.DIAMETER_SUCCESS
+) -> DiameterMessage:
+    """Session-Termination-Answer (RFC 6733 §8.4.2; TS 29.273 §9.2.2.3.1)."""
+    avps: list[Avp] = []
+    sid = request.find(AvpCode.SESSION_ID)
+    if sid is not None:
+        avps.append(sid)
+    avps.append(Avp.u32(AvpCode.RESULT_CODE, int(result_code)))
+    avps += identity.origin_avps()
+    return request.make_answer(avps, error=3000 <= int(result_code) < 4000)
 
 
 # ---- SWx: Multimedia-Auth (TS 29.273 §8.2.2.1) -------------------------------------------------

@@ -26,6 +26,8 @@ from s2c.diameter.messages import (
     build_der,
     build_maa,
     build_mar,
+    build_sta,
+    build_str,
     make_session_id,
 )
 from s2c.diameter.peer import DiameterPeer, PeerRole
@@ -65,6 +67,10 @@ def make_dispatcher() -> Dispatcher:
                          eap_master_session_key=bytes(range(64)), mobile_node_identifier=der.user_name,
                          apn_configurations=[apn_configuration(1, "internet", home_agent_address="2001:db8::1")])
 
+    @d.register(S6B, CommandCode.SESSION_TERMINATION)
+    def on_str(msg: DiameterMessage, conn: DiameterConnection) -> DiameterMessage:
+        return build_sta(msg, SERVER)
+
     @d.register(SWX, CommandCode.MULTIMEDIA_AUTH)
     async def on_mar(msg: DiameterMessage, conn: DiameterConnection) -> DiameterMessage:
         mar = MultimediaAuthRequest.from_message(msg)
@@ -86,7 +92,7 @@ async def start_server(port: int = 0, **kw: float) -> asyncio.Server:
 
 
 async def exchange(port: int) -> None:
-    """CER/CEA, DER/DEA x2 (multi-round), 20 concurrent DERs, MAR/MAA, DPR/DPA."""
+    """CER/CEA, DER/DEA x2 (multi-round), 20 concurrent DERs, STR/STA, MAR/MAA, DPR/DPA."""
     async with await connect("127.0.0.1", port, PGW, rng=lambda n: os.urandom(n)) as pgw:
         assert pgw.peer.remote_host == "hss.example.org"
         a1 = await pgw.request(build_der(PGW, session_id=make_session_id("pgw.example.org", 1, 1),
@@ -105,6 +111,9 @@ async def exchange(port: int) -> None:
             for i in range(20)
         ])
         assert [a.session_id for a in answers] == [f"pgw.example.org;2;{i}" for i in range(20)]
+        sta = await pgw.request(build_str(PGW, session_id=make_session_id("pgw.example.org", 1, 1),
+                                          destination_realm="example.org"))
+        assert sta.result_code == ResultCode.DIAMETER_SUCCESS
     async with await connect("127.0.0.1", port, AAA) as aaa:
         maa = MultimediaAuthAnswer.from_message(await aaa.request(build_mar(
             AAA, session_id=make_session_id("aaa.example.org", 1, 1), destination_realm="example.org",
@@ -236,6 +245,7 @@ def test_tshark_dissects_every_message() -> None:
             counts[r] = counts.get(r, 0) + 1
         assert counts.get((257, 0, True)) == 2 and counts.get((257, 0, False)) == 2  # CER/CEA x2 connections
         assert counts.get((268, S6B, True)) == 22 and counts.get((268, S6B, False)) == 22  # DER/DEA
+        assert counts.get((275, S6B, True)) == 1 and counts.get((275, S6B, False)) == 1  # STR/STA
         assert counts.get((303, SWX, True)) == 1 and counts.get((303, SWX, False)) == 1  # MAR/MAA
         assert counts.get((282, 0, True)) == 2 and counts.get((282, 0, False)) == 2  # DPR/DPA
         # no malformed packets and no expert warnings or errors at all

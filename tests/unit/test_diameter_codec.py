@@ -479,3 +479,31 @@ def test_session_id_generator() -> None:
     g = SessionIdGenerator("pgw.example.org", 1700000000, start=0xFFFFFFFF)
     assert g() == "pgw.example.org;1700000000;4294967295"
     assert g("imsi") == "pgw.example.org;1700000000;0;imsi"
+
+
+def test_apn_configuration_view_round_trip() -> None:
+    from s2c.diameter.messages import ApnConfiguration, PdnType
+
+    cfg = ApnConfiguration(3, "ims", PdnType.IPV4V6, ("2001:db8::10", "192.0.2.10"))
+    back = ApnConfiguration.from_avp(parse_avps(serialize_avps([cfg.to_avp()]))[0])
+    assert back == cfg
+    der = build_der(IDENT, session_id="s;1;1", destination_realm="r", eap_payload=b"\x02\x00\x00\x04")
+    dea = DiameterEapAnswer.from_message(parse_message(build_dea(
+        der, IDENT, result_code=2001, apn_configurations=[apn_configuration(1, "internet", home_agent_address="2001:db8::1")],
+    ).serialize()))
+    assert [ApnConfiguration.from_avp(a) for a in dea.apn_configurations] == [
+        ApnConfiguration(1, "internet", PdnType.IPV6, ("2001:db8::1",))
+    ]
+    with pytest.raises(DiameterDecodeError):
+        ApnConfiguration.from_avp(Avp.grouped(Avp3gpp.APN_CONFIGURATION, [], VENDOR_3GPP))
+
+
+def test_str_sta() -> None:
+    from s2c.diameter.messages import build_sta, build_str
+
+    req = build_str(IDENT, session_id="pgw;1;5", destination_realm="example.org", user_name="u@nai")
+    assert req.command_code == 275 and req.application_id == 16777272 and req.is_request
+    back = parse_message(req.serialize())
+    assert back.get_u32(AvpCode.TERMINATION_CAUSE) == 1 and back.session_id == "pgw;1;5"
+    ans = parse_message(build_sta(back, IDENT).serialize())
+    assert ans.result_code == 2001 and ans.session_id == "pgw;1;5" and not ans.is_request
