@@ -7,6 +7,7 @@ Run ids start with ``s2ct-rn-``; everything a test builds is removed in ``finall
 from __future__ import annotations
 
 import os
+import sys
 import secrets
 import textwrap
 from pathlib import Path
@@ -160,3 +161,52 @@ def test_expect_pass_fail_and_within(tmp_path):
     assert "'cn'" in res.steps[2].message and "equals 'ue'" in res.steps[2].message
     assert res.steps[5].details["polls"] > 1 and res.steps[5].details["actual"] >= 100
     assert "still after 0.3 s" in res.steps[6].message
+
+
+def test_registered_runner_and_cn_udp_echo(tmp_path):
+    """A step kind registered from outside (as protocol issues do) runs with the RunContext it gets;
+    here it sends UDP echo requests from ue1 to both of cn1's addresses (port 7)."""
+    import dataclasses
+
+    from s2c.lab.steps import STEP_RUNNERS, StepOutcome, register_runner
+
+    probe = textwrap.dedent("""
+        import socket, sys
+        out = []
+        for addr in sys.argv[1:]:
+            fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+            s = socket.socket(fam, socket.SOCK_DGRAM)
+            s.settimeout(2)
+            s.sendto(b"echo-" + addr.encode(), (addr, 7))
+            data, src = s.recvfrom(100)
+            out.append(f"{src[0]}={data.decode()}")
+        print(" ".join(out))
+    """)
+
+    @register_runner("test_echo")
+    def run_echo(ctx, step):
+        addrs = [ctx.resolve("ue1", "cn1", 4)[0], ctx.resolve("ue1", "cn1", 6)[0]]
+        res = ctx.backend.exec("ue1", [sys.executable, "-c", probe, *addrs], timeout=10)
+        counters = ctx.call("cn1", "counters")
+        if res.returncode != 0:
+            return StepOutcome.fail(res.stderr.strip().splitlines()[-1])
+        return StepOutcome.ok(res.stdout.strip(), replies=res.stdout.split(), counters=counters)
+
+    try:
+        path = tmp_path / "echo.yaml"
+        path.write_text(HEAD.format(name="echo") + "  - wait: 0\n")
+        scn = load_scenario(path)
+        step = dataclasses.replace(scn.steps[0], kind="test_echo", name="udp echo", args={})
+        scn = dataclasses.replace(scn, steps=(step,))
+        run_id = f"s2ct-rn-{secrets.token_hex(3)}"
+        try:
+            res = run_scenario(scn, run_id=run_id, runs_root=tmp_path / "runs")
+        finally:
+            cleanup(run_id)
+    finally:
+        STEP_RUNNERS.pop("test_echo", None)
+    assert statuses(res) == [PASSED], res.steps[0].message or res.error
+    replies = res.steps[0].details["replies"]
+    # each reply comes back from the address it was sent to
+    assert replies == ["203.0.113.10=echo-203.0.113.10", "2001:db8:5::10=echo-2001:db8:5::10"]
+    assert res.steps[0].details["counters"]["echo_replies"] == 2
