@@ -533,7 +533,7 @@ register_step(StepSchema(
     doc="Sleep for a number of seconds.",
     fields=(FieldSpec("seconds", "seconds", required=True),),
     scalar="seconds",
-    title="{seconds}s",
+    title="{seconds:g}s",
 ))
 
 register_step(StepSchema(

@@ -118,6 +118,8 @@ def build_topology(data: Any, src: Source, default_name: str, path: str = "") ->
                 drafts[node_name] = d
 
     nodes_p = join(path, "nodes")
+    if nodes_m is None:
+        links_l = LList()  # every endpoint would be reported as an unknown node
     links, segments = _links(src, links_l, join(path, "links"), drafts, nodes_m or LMap(), nodes_p)
     _addresses(src, drafts, segments, nodes_p)
     routes = {n: _routes(src, d, segments, join(join(path, "nodes"), n)) for n, d in drafts.items()}

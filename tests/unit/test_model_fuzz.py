@@ -128,3 +128,34 @@ def test_merge_key_override_is_not_a_duplicate(tmp_path: Path) -> None:
     res = _load(load_topology, p.read_text())
     assert isinstance(res, ModelError)
     assert [str(e).split(": ", 1)[1] for e in res.errors] == ["x-base: unknown key (expected one of: name, description, nodes, links)"]
+
+
+STEP_WORDS = ["ue1", "cn1", "ar-a", "pdngw", "hss", "wlan-a", "wlan-b", "home", "core", "ue1:wlan0", "ue1:wlan1",
+              "ar-a:eth0", "pdngw:sgi0", "cn1:eth0", "203.0.113.10", "2001:db8:5::10", "hoa", "s1", "s2", "ipv4",
+              "ipv6", "auto", "up", "down", "1mbit", "status", "streams", "s1.received", "success", "fail", "wlan0"]
+step_values = st.one_of(st.sampled_from(STEP_WORDS), st.integers(-5, 200), st.floats(-1, 100), st.booleans(),
+                        st.none(), st.lists(st.sampled_from(STEP_WORDS), max_size=2))
+
+
+@st.composite
+def step_lists(draw: Any) -> list[Any]:
+    from s2c.model import STEP_SCHEMAS
+
+    out = []
+    for _ in range(draw(st.integers(0, 8))):
+        kind = draw(st.sampled_from(sorted(STEP_SCHEMAS)))
+        fields = [f.name for f in STEP_SCHEMAS[kind].fields] + ["name", "timeout", "background", "bogus"]
+        args = draw(st.dictionaries(st.sampled_from(fields), step_values, max_size=6))
+        out.append({kind: args if draw(st.booleans()) else draw(step_values)})
+    return out
+
+
+@SETTINGS
+@given(step_lists())
+def test_random_steps_on_default_topology(steps: list[Any]) -> None:
+    doc = {"topology": str(REPO / "scenarios" / "topologies" / "default.yaml"),
+           "subscribers": SCN_DATA["subscribers"], "ues": SCN_DATA["ues"], "steps": steps}
+    res = _load(load_scenario, yaml.safe_dump(doc))
+    assert isinstance(res, (ModelError, Scenario))
+    if isinstance(res, Scenario):
+        assert len(res.steps) == len(steps)
