@@ -166,3 +166,61 @@ def test_async_client(server):
         return await acall(server.path, "echo", k="v")
 
     assert asyncio.run(go()) == {"k": "v"}
+
+
+# -- the node config files the runner writes (docs/control.md, "Node configuration file") ------------
+
+
+def _default_configs(tmp_path):
+    from pathlib import Path as P
+
+    from s2c.lab.runner import node_configs
+    from s2c.model.scenario import load_scenario
+
+    repo = P(__file__).resolve().parents[2]
+    scn = load_scenario(repo / "scenarios" / "default.yaml")
+    addresses = {}
+    for name, node in scn.topology.nodes.items():
+        addresses[name] = {
+            i.name: {"ipv4": [str(a) for a in i.ipv4], "ipv6": [str(a) for a in i.ipv6], "up": True, "network": None}
+            for i in node.interfaces.values()
+        }
+    addresses["ue1"] = {"wlan0": {"ipv4": ["192.0.2.10/24"], "ipv6": [], "up": True, "network": "wlan-a"},
+                        "wlan1": {"ipv4": [], "ipv6": ["2001:db8:b::10/64", "fe80::1/64"], "up": True,
+                                  "network": "wlan-b"}}
+    sockets = {n: f"/run/s2c/s2ct-rn-cfg/{n}.sock" for n in ("ue1", "pdngw", "hss", "cn1")}
+    return scn, node_configs(scn, "s2ct-rn-cfg", tmp_path, sockets, addresses)
+
+
+def test_node_configs_per_kind(tmp_path):
+    from s2c.runtime.node import NodeConfig
+
+    scn, cfgs = _default_configs(tmp_path)
+    assert set(cfgs) == {"ue1", "pdngw", "hss", "cn1"}
+    for name, cfg in cfgs.items():
+        nc = NodeConfig.from_dict(json.loads(json.dumps(cfg)))  # JSON-able and loadable by the daemon base
+        assert nc.node == name and nc.control.endswith(f"/{name}.sock") and nc.run_id == "s2ct-rn-cfg"
+    ue = cfgs["ue1"]
+    assert ue["params"]["imsi"] == "001010000000001" and ue["params"]["k"] == "465b5ce8b199b49faa5f0a2ee238a6bc"
+    assert ue["params"]["opc"] == "cd63cb71954a9f4e48a5994e37a02baf" and ue["params"]["amf"] == "b9b9"
+    assert ue["params"]["radios"] == {"wlan0": {"network": "wlan-a", "up": True},
+                                      "wlan1": {"network": "wlan-b", "up": True}}
+    assert "198.51.100.1" in ue["peers"]["pdngw"]["ipv4"]
+    assert all(not a.startswith("fe80") for p in ue["peers"].values() for a in p["ipv6"])
+    pgw = cfgs["pdngw"]
+    assert "2001:db8:c::1" in pgw["params"]["s2c"]["ipv6"]
+    assert pgw["peers"]["hss"]["diameter"] == {"address": "198.18.0.2", "port": 3868}
+    hss = cfgs["hss"]
+    assert hss["params"]["diameter"] == {"listen": ["198.18.0.2", "2001:db8:d::2"], "port": 3868}
+    assert hss["params"]["db"] == str(tmp_path / "var" / "hss.db")
+    assert cfgs["cn1"]["params"] == {"sink_port": 5001, "echo_port": 7}
+
+
+def test_hss_subscribers_are_accepted_by_the_hss_store(tmp_path):
+    store = pytest.importorskip("hss.store")
+    _scn, cfgs = _default_configs(tmp_path)
+    subs = cfgs["hss"]["params"]["subscribers"]
+    assert len(subs) == 1
+    sub = store.subscriber_from_mapping(subs[0])
+    assert sub.imsi == "001010000000001" and sub.k.hex() == "465b5ce8b199b49faa5f0a2ee238a6bc"
+    assert sub.amf.hex() == "b9b9"

@@ -166,6 +166,9 @@ class RunContext:
         try:
             return self.control(node).call(cmd, timeout=min(10.0, max(0.5, self.remaining(10.0))), **args)
         except ControlError as exc:
+            proc = self.processes.get(node)
+            if proc is not None and not proc.alive():
+                raise StepError(f"{node}: daemon exited with status {proc.returncode} (see {proc.log_path})") from None
             raise StepError(f"{node}: {cmd}: {exc}") from None
 
     # -- time -----------------------------------------------------------------------------------
