@@ -311,6 +311,7 @@ class IkeSa:
         self._idi: c.IdiPayload | None = None
         self._idr: c.IdrPayload | None = None
         self._msk: bytes | None = None
+        self._msk_known = False
         self._eap_success_seen = False
         self._eap_mode = False
         self._deferred: tuple[int, Addr] | None = None  # responder: (mid, addr) of an unanswered IKE_AUTH
@@ -678,7 +679,7 @@ class IkeSa:
             octets = authmod.signed_octets(self._init_resp, self._ni, self.ctx.suite.prf, self.ctx.keys.sk_pr,
                                            self._idr)
             try:
-                self._verify_peer_auth(payloads, octets, self._idr, self._msk)
+                self._verify_peer_auth(payloads, octets, self._idr, self._eap_key(False))
             except authmod.AuthError as e:
                 self._reject_peer(str(e), now)
                 return
@@ -688,7 +689,7 @@ class IkeSa:
         code = eap[0] if eap else 0
         if code == 3:  # Success (RFC 3748 §4.2)
             self._eap_success_seen = True
-            if self._msk is not None:
+            if self._msk_known:
                 self._send_final_auth(now)
             else:
                 self.state = SaState.EAP_WAIT_PEER
@@ -706,18 +707,26 @@ class IkeSa:
         self._request(self.ctx, ExchangeType.IKE_AUTH, [c.EapPayload(eap)], "auth", now)
         self.state = SaState.EAP_SENT
 
-    def provide_eap_result(self, msk: bytes, now: float) -> None:
-        """Give the MSK from the EAP peer (before or after EAP Success arrives)."""
-        self._msk = msk
+    def provide_eap_result(self, msk: bytes | None, now: float) -> None:
+        """Give the MSK from the EAP peer (before or after EAP Success arrives); ``None`` for a
+        method without keys (then SK_pi/SK_pr are the shared secrets, RFC 7296 §2.16)."""
+        self._msk = msk or None
+        self._msk_known = True
         if self.state == SaState.EAP_WAIT_PEER and self._eap_success_seen:
             self._send_final_auth(now)
 
     def _send_final_auth(self, now: float) -> None:
         octets = authmod.signed_octets(self._init_req, self._nr, self.ctx.suite.prf, self.ctx.keys.sk_pi, self._idi)
         a = c.AuthPayload(AuthMethod.SHARED_KEY_MESSAGE_INTEGRITY_CODE,
-                          authmod.shared_key_auth(self.ctx.suite.prf, self._msk, octets))
+                          authmod.shared_key_auth(self.ctx.suite.prf, self._eap_key(True), octets))
         self._request(self.ctx, ExchangeType.IKE_AUTH, [a], "auth", now)
         self.state = SaState.AUTH_FINAL_SENT
+
+    def _eap_key(self, initiator_side: bool) -> bytes:
+        """The EAP shared secret: the MSK, or SK_pi/SK_pr for key-less methods (RFC 7296 §2.16)."""
+        if self._msk:
+            return self._msk
+        return self.ctx.keys.sk_pi if initiator_side else self.ctx.keys.sk_pr
 
     def _reject_peer(self, reason: str, now: float) -> None:
         """We do not accept the responder's AUTH: tell it (RFC 7296 §2.21.2) and give up."""
@@ -1046,14 +1055,14 @@ class IkeSa:
         elif self.state == SaState.EAP_DONE:
             octets = authmod.signed_octets(self._init_req, self._nr, ctx.suite.prf, ctx.keys.sk_pi, self._idi)
             try:
-                self._verify_peer_auth(payloads, octets, self._idi, self._msk)
+                self._verify_peer_auth(payloads, octets, self._idi, self._eap_key(True))
             except authmod.AuthError as e:
                 self._auth_failed_response(mid, addr, str(e))
                 return
             idr = self._idr
             octets_r = authmod.signed_octets(self._init_resp, self._ni, ctx.suite.prf, ctx.keys.sk_pr, idr)
             a = c.AuthPayload(AuthMethod.SHARED_KEY_MESSAGE_INTEGRITY_CODE,
-                              authmod.shared_key_auth(ctx.suite.prf, self._msk, octets_r))
+                              authmod.shared_key_auth(ctx.suite.prf, self._eap_key(False), octets_r))
             self._complete_responder(mid, addr, [a], self._auth_req_payloads, now)
         else:
             raise ProtocolError(f"IKE_AUTH in state {self.state.value}")
@@ -1085,9 +1094,9 @@ class IkeSa:
         self._respond(self.ctx, ExchangeType.IKE_AUTH, mid, ps, addr)
         self.state = SaState.EAP_IN_PROGRESS
 
-    def eap_success(self, msk: bytes, now: float, eap: bytes | None = None) -> None:
+    def eap_success(self, msk: bytes | None, now: float, eap: bytes | None = None) -> None:
         mid, addr = self._deferred_target("eap_success")
-        self._msk = msk
+        self._msk = msk or None
         if eap is None:
             eap = bytes([3, 0, 0, 4])
         self._respond(self.ctx, ExchangeType.IKE_AUTH, mid, [c.EapPayload(eap)], addr)

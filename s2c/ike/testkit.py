@@ -146,8 +146,9 @@ class FakeEap:
     MSK = SHA-512(secret | challenge). Enough to drive RFC 7296 §2.16 without EAP-AKA."""
 
     def __init__(self, pair: Pair, secret_server=b"k", secret_peer=b"k", rounds=1, msk_early=True,
-                 fail=False) -> None:
+                 fail=False, keyless=False) -> None:
         self.pair, self.ss, self.sp, self.rounds, self.msk_early, self.fail = pair, secret_server, secret_peer, rounds, msk_early, fail
+        self.keyless = keyless
         self.ident = 0
         self.challenge = b""
         self.done_rounds = 0
@@ -174,14 +175,14 @@ class FakeEap:
             elif self.done_rounds < self.rounds:
                 core.send_eap_request(e.sa_id, self._req(), now)
             else:
-                core.eap_success(e.sa_id, hashlib.sha512(self.ss + self.challenge).digest(), now,
+                core.eap_success(e.sa_id, None if self.keyless else hashlib.sha512(self.ss + self.challenge).digest(), now,
                                  bytes([3, e.eap[1], 0, 4]))
         elif isinstance(e, EapRequestReceived):
             code = e.eap[0]
             if code == 1:
                 ch = e.eap[5:]
                 body = bytes([254]) + hashlib.sha256(self.sp + ch).digest()
-                self.peer_msk = hashlib.sha512(self.sp + ch).digest()
+                self.peer_msk = None if self.keyless else hashlib.sha512(self.sp + ch).digest()
                 core.send_eap_response(bytes([2, e.eap[1]]) + (4 + len(body)).to_bytes(2, "big") + body, now)
                 if self.msk_early:
                     core.provide_eap_result(self.peer_msk, now)

@@ -113,6 +113,14 @@ def test_eap_handshake(msk_early, rounds):
     _assert_keys_cross(p.ue_events[-1], p.gw_events[-1])
 
 
+def test_eap_keyless_method_uses_sk_p():
+    p = make_pair(eap_ue_config(), eap_gw_config())
+    FakeEap(p, keyless=True)
+    _established(p)
+    assert p.types("ue") == ["EapRequestReceived"] + ESTABLISHED_UE
+    assert p.types("gw") == ["EapAuthenticationRequested", "EapResponseReceived"] + ESTABLISHED_GW
+
+
 def test_eap_failure_reported_both_sides():
     p = make_pair(eap_ue_config(), eap_gw_config())
     FakeEap(p, fail=True)
