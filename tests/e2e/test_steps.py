@@ -62,10 +62,14 @@ def test_ping_pass_and_fail_link_down_up(tmp_path):
         - ping: {from: ue1:wlan1, to: cn1, family: ipv6, count: 2, interval: 0.1}
         - link: {endpoint: "ue1:wlan0", state: down}
         - ping: {from: ue1:wlan0, to: cn1, family: ipv4, count: 2, interval: 0.1}
+        - ping: {from: ue1:wlan0, to: cn1, family: ipv4, count: 2, interval: 0.1, expect: fail}
         - link: {endpoint: "ue1:wlan0", state: up}
         - ping: {from: ue1:wlan0, to: cn1, family: ipv4, count: 2, interval: 0.1}
+        - ping: {from: ue1:wlan0, to: cn1, family: ipv4, count: 2, interval: 0.1, expect: fail}
         """, keep_going=True)
-    assert statuses(res) == [PASSED, PASSED, PASSED, FAILED, PASSED, PASSED], [s.message for s in res.steps]
+    assert statuses(res) == [PASSED, PASSED, PASSED, FAILED, PASSED, PASSED, PASSED, FAILED], \
+        [s.message for s in res.steps]
+    assert "expected no reply" in res.steps[7].message
     ok = res.steps[0].details
     assert ok["address"] == "203.0.113.10" and ok["transmitted"] == 3 and ok["received"] == 3
     assert 0 < ok["rtt_min"] <= ok["rtt_avg"] <= ok["rtt_max"] < 100

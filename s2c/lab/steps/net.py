@@ -110,6 +110,12 @@ def run_ping(ctx: RunContext, step: Any) -> StepOutcome:
         details["error"] = lines[-1] if lines else f"ping exited {res.returncode}"
     rtt = f", rtt avg {stats['rtt_avg']:.2f} ms" if stats["rtt_avg"] is not None else ""
     summary = f"{stats['received']}/{stats['transmitted'] or count} replies{rtt} ({dst})"
+    if str(arg(step, "expect", default="success")) == "fail":
+        # a negative test: passes only if no request got a reply
+        if stats["received"] == 0:
+            return StepOutcome.ok(summary + ", as expected", **details)
+        return StepOutcome.fail(f"expected no reply from {target} ({dst}), got {stats['received']}/"
+                                f"{stats['transmitted']}", summary, **details)
     if stats["received"] == 0:
         why = f": {details['error']}" if details.get("error") else ""
         return StepOutcome.fail(f"no reply from {target} ({dst}){why}", summary, **details)
