@@ -276,21 +276,45 @@ print(json.dumps(bad))
 """
 
 
-def probe_daemons(kinds: list[str]) -> dict[str, str]:
-    """kind -> why ``python -m <kind>`` cannot start (import error), for kinds whose package is broken.
+class DaemonProbe:
+    """Find which ``python -m <kind>`` cannot start (import error), in a child interpreter started
+    before the lab is built (so it costs no wall time) - the runner never imports daemon code itself."""
 
-    Probed in a child interpreter so the runner never imports daemon code itself.
-    """
-    missing = {k: "no module" for k in kinds if importlib.util.find_spec(k) is None}
-    rest = [k for k in kinds if k not in missing]
-    if not rest:
-        return missing
-    try:
-        res = subprocess.run([sys.executable, "-c", _PROBE, *rest], capture_output=True, text=True, timeout=30)
-        missing.update(json.loads(res.stdout.strip().splitlines()[-1]))
-    except (subprocess.SubprocessError, OSError, ValueError, IndexError) as exc:
-        log.warning("daemon import probe failed: %s", exc)
-    return missing
+    def __init__(self, kinds: list[str]):
+        self.missing = {k: "no module" for k in kinds if importlib.util.find_spec(k) is None}
+        rest = [k for k in kinds if k not in self.missing]
+        self.proc: subprocess.Popen | None = None
+        if rest:
+            try:
+                self.proc = subprocess.Popen([sys.executable, "-c", _PROBE, *rest], stdout=subprocess.PIPE,
+                                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
+            except OSError as exc:
+                log.warning("daemon import probe failed: %s", exc)
+
+    def result(self, timeout: float = 30.0) -> dict[str, str]:
+        """kind -> why it cannot start, for broken kinds."""
+        if self.proc is not None:
+            try:
+                out, _ = self.proc.communicate(timeout=timeout)
+                self.missing.update(json.loads(out.strip().splitlines()[-1]))
+            except (subprocess.SubprocessError, OSError, ValueError, IndexError) as exc:
+                log.warning("daemon import probe failed: %s", exc)
+            finally:
+                if self.proc.poll() is None:
+                    self.proc.kill()
+                    self.proc.wait()
+                self.proc = None
+        return self.missing
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def probe_daemons(kinds: list[str]) -> dict[str, str]:
+    """kind -> why ``python -m <kind>`` cannot start (import error), for kinds whose package is broken."""
+    return DaemonProbe(kinds).result()
 
 
 def _tail(path: Path | None, lines: int = 15) -> str:
@@ -324,6 +348,7 @@ class Runner:
         self.processes: dict[str, NodeProcess] = {}
         self.sockets: dict[str, str] = {}
         self.ctx: RunContext | None = None
+        self._probe: DaemonProbe | None = None
         name = getattr(scenario, "name", None) or getattr(getattr(scenario, "topology", None), "name", "scenario")
         src = getattr(scenario, "source", None) or getattr(scenario, "path", None) or getattr(scenario, "file", None)
         self.result = RunResult(run_id=self.run_id, scenario=str(name), scenario_file=str(src) if src else None,
@@ -384,6 +409,7 @@ class Runner:
     def _setup(self) -> None:
         backend_cls = get_backend(self.backend_name)
         topo = self.scenario.topology
+        self._probe = DaemonProbe(sorted({_kind(n) for n in topo.nodes.values() if _kind(n) in DAEMON_KINDS}))
         self.backend = backend_cls(self.run_id, self.run_dir, topo, capture=self.capture)
         self.console.phase(f"building {len(topo.nodes)} nodes, {len(topo.links)} links ({self.backend_name})")
         t0 = time.monotonic()
@@ -409,7 +435,7 @@ class Runner:
         addresses = {n: self.backend.addresses(n) for n in daemon_nodes}
         configs = node_configs(self.scenario, self.run_id, self.run_dir, self.sockets, addresses)
         started = []
-        broken = probe_daemons(sorted({configs[n]["kind"] for n in daemon_nodes}))
+        broken = self._probe.result() if self._probe is not None else {}
         for n in daemon_nodes:
             kind = configs[n]["kind"]
             if kind in broken:
@@ -557,6 +583,8 @@ class Runner:
         """Stop streams, collect final status, stop daemons, tear the backend down. Never raises."""
         self.console.phase("tearing down")
         result = self.result
+        if self._probe is not None:
+            self._probe.close()
         if self.ctx is not None:
             try:
                 finals = stop_all_streams(self.ctx)
