@@ -116,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.run_id is not None and not RUN_ID_RE.match(args.run_id):
         _err(f"bad run id {args.run_id!r}: letters, digits, '.', '_', '-' (<= 41 chars)")
         return 2
-    capture = args.capture if args.capture is not None else bool(getattr(scn.settings, "capture", False))
+    capture = args.capture if args.capture is not None else bool(getattr(scn.settings, "capture", True))
     why = preflight(args.backend, capture)
     if why:
         _err(why)

@@ -49,7 +49,7 @@ class UeSpec:
 
 @dataclass(frozen=True)
 class Settings:
-    capture: bool = False  # record pcaps on every segment
+    capture: bool = True  # record pcaps on every segment
     step_timeout: float = 30.0  # seconds, default timeout of a step
 
 
@@ -169,7 +169,7 @@ def _settings(data: LMap, src: Source) -> Settings:
     if sm is None:
         return Settings()
     src.check_keys(sm, "settings", SETTINGS_KEYS)
-    capture = src.get(sm, "capture", "settings", "boolean", default=False)
+    capture = src.get(sm, "capture", "settings", "boolean", default=True)
     timeout = src.get(sm, "step_timeout", "settings", "number", default=30.0,
                       check=lambda v: None if v > 0 else "must be positive")
     return Settings(capture=capture, step_timeout=float(timeout))
