@@ -27,7 +27,9 @@ every open peer, wait for the DPAs (1.5 s at most), then the DB is closed.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
+import logging
 import os
 import socket
 import time
@@ -248,6 +250,11 @@ class HssDaemon(NodeDaemon):
                 addr = sock.getsockname()
                 self.bound.append(f"{addr[0]}:{addr[1]}")
         self._purger = asyncio.get_running_loop().create_task(self._purge_loop())
+        # Hot-path hygiene: log records skip thread/process lookups, and start-up objects leave
+        # the cyclic GC's generations (fewer, shorter collections while serving).
+        logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+        gc.collect()
+        gc.freeze()
         self.log.info("diameter %s as %s (%s), %d subscriber(s), db %s, method %s",
                       " ".join(self.bound), self.identity.origin_host, self.identity.origin_realm,
                       self.store.count(), self.db_path, self.method)

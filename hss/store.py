@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from hss import auc
 
@@ -451,7 +451,7 @@ class SubscriberStore:
     def _begin(self) -> None:
         self._db.execute("BEGIN IMMEDIATE")
 
-    def _take_sqn(self, imsi: str) -> tuple[Subscriber, int]:
+    def _take_sqn(self, imsi: str) -> tuple["_AuthRow", int]:
         """Return (subscriber, fresh SQN); the SQN is on disk (<= a committed watermark) on return.
 
         Fast path: the next SQN of the in-memory block, whose watermark was committed before it was
@@ -460,7 +460,7 @@ class SubscriberStore:
         first, the caller reserves synchronously. Any mismatch with the row (another process, a
         resync, a re-provisioning) discards the block: SQNs are skipped, never re-issued.
         """
-        sub = self.get(imsi)
+        sub = self._auth_row(imsi)
         with self._blk_lock:
             blk = self._blocks.get(imsi)
             if (blk is not None and blk.left > 0 and blk.created == sub.created
@@ -491,8 +491,17 @@ class SubscriberStore:
                 self._blocks[imsi] = _Block(created=created, watermark=watermark, last=first,
                                             left=self.sqn_reserve - 1)
         if created != sub.created:
-            sub = self.get(imsi)
+            sub = self._auth_row(imsi)
         return sub, first
+
+    def _auth_row(self, imsi: str) -> "_AuthRow":
+        """The AuC columns of one subscriber (a lighter ``get`` for the per-vector path)."""
+        with self._lock:
+            row = self._db.execute("SELECT imsi, k, opc, amf, sqn, created FROM subscribers WHERE imsi=?",
+                                   (imsi,)).fetchone()
+        if row is None:
+            raise UnknownSubscriber(imsi)
+        return _AuthRow(*row)
 
     @staticmethod
     def _advance(sqn: int, steps: int) -> int:
@@ -588,6 +597,15 @@ class SubscriberStore:
         return self.next_vector(imsi, rng)
 
 
-def _vector(sub: Subscriber, sqn: int, rand: bytes) -> Vector:
+class _AuthRow(NamedTuple):
+    imsi: str
+    k: bytes
+    opc: bytes
+    amf: bytes
+    sqn: int
+    created: str
+
+
+def _vector(sub: _AuthRow, sqn: int, rand: bytes) -> Vector:
     xres, ck, ik, autn = auc.generate(sub.k, sub.opc, sub.amf, sqn, rand)
     return Vector(imsi=sub.imsi, rand=rand, xres=xres, ck=ck, ik=ik, autn=autn, sqn=sqn)
