@@ -106,7 +106,7 @@ def test_step_args_defaults_and_names(tmp_path: Path) -> None:
     assert w2.name == "settle" and w2.args["seconds"] == 0.5
     assert exp.args["query"] == "status" and exp.args["exists"] is True and exp.args["within"] == 3.0
     assert "equals" not in exp.args  # optional fields without a default are absent
-    assert scn.settings.step_timeout == 30.0 and scn.settings.capture is False
+    assert scn.settings.step_timeout == 30.0 and scn.settings.capture is True
 
 
 def test_inline_topology(tmp_path: Path) -> None:
