@@ -260,6 +260,24 @@ def subscriber_from_mapping(data: Mapping[str, Any]) -> Subscriber:
         raise InvalidSubscriber("opc", "missing (give opc, or op to derive it)")
     amf = _hex_field("amf", data["amf"], 2) if data.get("amf") not in (None, "") else DEFAULT_AMF
     sqn = _sqn_field(data["sqn"]) if data.get("sqn") not in (None, "") else 0
+    # The scenario model's ``ipv4_hoa`` is a flag (PDN GW policy: give an IPv4 HoA) and its
+    # ``static_hoa`` may be of either family; the store keeps addresses: ipv4_hoa (IPv4) and
+    # static_hoa (IPv6). A flag is accepted and not stored; an IPv4 static_hoa lands in ipv4_hoa.
+    raw_v4 = data.get("ipv4_hoa")
+    ipv4_hoa = None if isinstance(raw_v4, bool) else _addr("ipv4_hoa", raw_v4, 4)
+    raw_static = data.get("static_hoa")
+    static_hoa = None
+    if raw_static not in (None, ""):
+        try:
+            fam = ipaddress.ip_address(str(raw_static).split("/")[0]).version
+        except ValueError:
+            raise InvalidSubscriber("static_hoa", f"not an IP address: {raw_static!r}") from None
+        if fam == 4:
+            if ipv4_hoa is not None:
+                raise InvalidSubscriber("static_hoa", "an IPv4 static_hoa conflicts with ipv4_hoa")
+            ipv4_hoa = _addr("static_hoa", raw_static, 4)
+        else:
+            static_hoa = _addr("static_hoa", raw_static, 6)
     return Subscriber(
         imsi=imsi,
         k=k,
@@ -268,8 +286,8 @@ def subscriber_from_mapping(data: Mapping[str, Any]) -> Subscriber:
         sqn=sqn,
         apn=_opt_str("apn", data.get("apn")),
         home_prefix_len=_prefix_len(data.get("home_prefix_len")),
-        ipv4_hoa=_addr("ipv4_hoa", data.get("ipv4_hoa"), 4),
-        static_hoa=_addr("static_hoa", data.get("static_hoa"), 6),
+        ipv4_hoa=ipv4_hoa,
+        static_hoa=static_hoa,
     )
 
 

@@ -86,6 +86,14 @@ def test_duplicate_rejected_and_upsert_keeps_sqn(store):
     assert store.upsert(sub(sqn=500)).sqn == 500
 
 
+def test_scenario_model_hoa_semantics(store):
+    """Scenario YAML: ipv4_hoa is a flag, static_hoa of either family (s2c/model/scenario.py)."""
+    s = store.add(sub(ipv4_hoa=True, static_hoa="203.0.113.7"))
+    assert s.ipv4_hoa == "203.0.113.7" and s.static_hoa is None
+    s = store.add(sub("001010000000002", ipv4_hoa=False, static_hoa="2001:db8::7"))
+    assert s.ipv4_hoa is None and s.static_hoa == "2001:db8::7"
+
+
 def test_op_is_turned_into_opc(store):
     d = sub()
     del d["opc"]
@@ -108,7 +116,8 @@ def test_op_is_turned_into_opc(store):
         ({"sqn": "nope"}, "sqn"),
         ({"home_prefix_len": 129}, "home_prefix_len"),
         ({"ipv4_hoa": "2001:db8::1"}, "ipv4_hoa"),
-        ({"static_hoa": "203.0.113.1"}, "static_hoa"),
+        ({"static_hoa": "nope"}, "static_hoa"),
+        ({"static_hoa": "203.0.113.1", "ipv4_hoa": "203.0.113.2"}, "static_hoa"),
         ({"colour": "blue"}, "colour"),
     ],
 )
