@@ -32,6 +32,7 @@ import itertools
 import logging
 import os
 import socket
+import sqlite3
 import time
 from typing import Any
 
@@ -324,9 +325,13 @@ class HssDaemon(NodeDaemon):
             self.log.warning("peer %s: malformed request (%s)", conn.address, exc)
             return build_error_answer(req, self.identity, ResultCode.DIAMETER_INVALID_AVP_VALUE,
                                       error_message=str(exc)[:120])
-        except StoreError as exc:
+        except (StoreError, sqlite3.Error) as exc:
             self.counters["store_error"] += 1
             self.log.error("peer %s: store error %s", conn.address, exc)
+            return build_error_answer(req, self.identity, ResultCode.DIAMETER_UNABLE_TO_COMPLY)
+        except Exception:  # noqa: BLE001 - one bad request never takes the daemon down
+            self.counters["internal_error"] += 1
+            self.log.exception("peer %s: request %d/%d failed", conn.address, app, cmd)
             return build_error_answer(req, self.identity, ResultCode.DIAMETER_UNABLE_TO_COMPLY)
         return build_error_answer(req, self.identity, ResultCode.DIAMETER_COMMAND_UNSUPPORTED)
 
