@@ -53,7 +53,7 @@ _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 NFT_IMPAIR_TABLE = "s2c_impair"
 NFT_NAT_TABLE = "s2c_nat"
 UE_DEFAULT_METRIC = 100
-CAPTURE_READY_TIMEOUT = 3.0
+CAPTURE_READY_TIMEOUT = 5.0
 
 _CAPS: dict[str, bool] | None = None
 _CAPS_LOCK = threading.Lock()
@@ -831,13 +831,15 @@ class NetnsBackend(Backend):
         self._wires.append(new)
         index = {node: self._index_map(node), network: self._index_map(network)}
         self._peer_up(new, index)
+        # the new segment's capture listens before the radio gets addresses, so it holds the
+        # first packets the UE sends on the new network (binding update, ND)
+        if self.capture:
+            self._start_capture(new, wait=True)
         model_if = self._node(node).interfaces.get(iface)
         ue_idx = index[node][iface]
         if model_if is not None:
             self._add_addresses(ipr, ue_idx, model_if.ipv4, model_if.ipv6)
         self._assign_radio(radio, ue_idx)
-        if self.capture:
-            self._start_capture(new, wait=True)
         self._save_state()
         return self._lease(radio)
 

@@ -298,8 +298,10 @@ def test_delay_needs_netem(lab_factory):
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="needs tshark")
 def test_pcaps_complete_and_readable(lab_factory):
     lab = lab_factory()
-    assert received(ping(lab, "ue1", "203.0.113.10", count=2, interval=0.1)) == 2
-    assert received(ping(lab, "ar-b", "2001:db8:d::10", count=2, interval=0.1)) == 2
+    res = ping(lab, "ue1", "203.0.113.10", count=2, interval=0.1)
+    assert received(res) == 2, res.stdout
+    res = ping(lab, "ar-b", "2001:db8:d::10", count=2, interval=0.1)
+    assert received(res) == 2, res.stdout
     pcaps = lab.captures()
     assert len(pcaps) == len(lab.topology.links)
     lab.teardown()  # stops tcpdump cleanly: files complete
@@ -314,7 +316,9 @@ def test_pcaps_complete_and_readable(lab_factory):
         ("pdngw.eth1--cn.eth0.pcap", "icmpv6.type == 129", 2),
         ("ar-b.eth1--core.pcap", "icmpv6.type == 128", 2),
     ):
-        assert len(tshark_fields(by_name[name], flt, "frame.number")) == count, name
+        got = tshark_fields(by_name[name], flt, "frame.number")
+        assert len(got) == count, (name, got, subprocess.run(["tshark", "-n", "-r", str(by_name[name])],
+                                                             capture_output=True, text=True).stdout)
 
 
 @pytest.mark.netns
