@@ -1,0 +1,230 @@
+"""Real ``ue``, ``pdngw`` and ``hss`` daemons in two namespaces (NsPair): IKEv2 + EAP-AKA over S6b,
+Home Address by CP, ESP SAs in the userspace data plane, user traffic from the HoA to a CN address
+behind the PDN GW, detach, wrong K and unknown IMSI. Needs root (namespaces, TUN)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from s2c.runtime.control import ControlClient, ControlError
+from s2c.testing.netns import NsPair
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
+
+ROOT = Path(__file__).resolve().parents[2]
+K = "465b5ce8b199b49faa5f0a2ee238a6bc"
+OPC = "cd63cb71954a9f4e48a5994e37a02baf"
+IMSI = "001010000000001"
+UE4, PGW4 = "192.0.2.10", "192.0.2.1"
+UE6, PGW6 = "2001:db8:c::10", "2001:db8:c::1"
+CN6, CN4 = "2001:db8:5::10", "203.0.113.10"
+HA = "2001:db8:1::1"
+
+
+class Lab:
+    """hss + pdngw in namespace b, ue in namespace a, joined by one veth (the 'radio')."""
+
+    def __init__(self, workdir: Path, imsi: str = IMSI, k: str = K, subscribers: list | None = None) -> None:
+        self.dir = workdir
+        self.prefix = f"s2ct-ue-{secrets.token_hex(2)}"
+        self.pair = NsPair(self.prefix, a_addrs=[f"{UE4}/24", f"{UE6}/64"], b_addrs=[f"{PGW4}/24", f"{PGW6}/64"],
+                           lo_b=[f"{CN6}/128", f"{CN4}/32", f"{HA}/128"])
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.subscribers = subscribers if subscribers is not None else [
+            {"imsi": IMSI, "k": K, "opc": OPC, "amf": "8000", "sqn": 0, "apn": "internet"}]
+        self.ue_params = {"imsi": imsi, "k": k, "opc": OPC, "sqn": 0, "ipv4_hoa": True,
+                          "radios": {"veth-a": {"network": "wlan", "up": True}}, "dpd_interval": 1.0,
+                          "retransmit_timeout": 0.3, "retransmit_tries": 3}
+
+    def sock(self, node: str) -> str:
+        return str(self.dir / f"{node}.sock")
+
+    def ctl(self, node: str, timeout: float = 10) -> ControlClient:
+        return ControlClient(self.sock(node), timeout=timeout)
+
+    def _config(self, node: str, kind: str, params: dict, peers: dict) -> Path:
+        cfg = {"node": node, "kind": kind, "run_id": self.prefix, "control": self.sock(node),
+               "interfaces": {}, "peers": peers,
+               "params": {"pki": str(self.dir / "pki"), "keys": str(self.dir / "keys"), **params}}
+        path = self.dir / f"{node}.json"
+        path.write_text(json.dumps(cfg))
+        return path
+
+    def spawn(self, node: str, kind: str, side: str, params: dict, peers: dict) -> None:
+        path = self._config(node, kind, params, peers)
+        log = open(self.dir / f"{node}.log", "ab")
+        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        self.procs[node] = self.pair.popen(side, [sys.executable, "-m", kind, "--config", str(path),
+                                                  "--log-level", "DEBUG"],
+                                           stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        log.close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.procs[node].poll() is not None:
+                raise RuntimeError(f"{node} exited:\n{self.log(node)[-3000:]}")
+            try:
+                self.ctl(node, 1).call("status")
+                return
+            except ControlError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{node} did not come up:\n{self.log(node)[-3000:]}")
+
+    def log(self, node: str) -> str:
+        return (self.dir / f"{node}.log").read_text(errors="replace")
+
+    def start_hss(self) -> None:
+        self.spawn("hss", "hss", "b", {"db": str(self.dir / "hss.db"), "subscribers": self.subscribers,
+                                       "diameter": {"listen": ["127.0.0.1"], "port": 3868}}, {})
+
+    def start_pdngw(self) -> None:
+        self.spawn("pdngw", "pdngw", "b", {"s2c": {"ipv4": [PGW4], "ipv6": [PGW6]}, "ha_address": HA, "workers": 1},
+                   {"hss": {"node": "hss", "diameter": {"address": "127.0.0.1", "port": 3868}}})
+        # wait for the S6b connection
+        deadline = time.monotonic() + 10
+        while self.ctl("pdngw").call("status")["diameter"] != "open":
+            assert time.monotonic() < deadline, self.log("pdngw")[-3000:]
+            time.sleep(0.05)
+
+    def start_ue(self) -> None:
+        self.spawn("ue", "ue", "a", self.ue_params,
+                   {"pdngw": {"node": "pdngw", "kind": "pdngw", "ipv4": [PGW4], "ipv6": [PGW6]}})
+
+    def stop(self, node: str) -> None:
+        p = self.procs.pop(node, None)
+        if p is None:
+            return
+        try:
+            self.ctl(node, 2).call("stop")
+        except ControlError:
+            pass
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+
+    def __enter__(self) -> "Lab":
+        self.pair.__enter__()
+        try:
+            self.start_hss()
+            self.start_pdngw()
+            self.start_ue()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        for node in ("ue", "pdngw", "hss"):
+            try:
+                self.stop(node)
+            except Exception:  # noqa: BLE001
+                pass
+        for p in self.procs.values():
+            p.kill()
+        self.pair.close()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@pytest.fixture
+def workdir():
+    # short path: control sockets must fit sun_path
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="s2ct-ue-"))
+    yield d
+    import shutil
+
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_attach_eap_aka_hoa_sas_traffic_detach(workdir):
+    with Lab(workdir) as lab:
+        res = lab.ctl("ue", 30).call("attach", timeout=30, radio="veth-a", wait=20)
+        assert res["state"] == "attached", (res, lab.log("ue")[-3000:], lab.log("pdngw")[-3000:])
+        hoa = res["hoa"]["ipv6"]
+        assert hoa and hoa.startswith("2001:db8:1:") and res["ha"] == HA
+        assert res["hoa"]["ipv4"] and res["hoa"]["ipv4"].startswith("198.19.0.")
+        assert 0 < res["tunnel_sa_ms"] < 5000 and res["child_sa_ms"] <= res["tunnel_sa_ms"]
+        st = lab.ctl("ue").call("status")
+        assert st["state"] == "attached" and st["hoa"]["ipv6"] == hoa and st["imsi"] == IMSI
+        # the UE's SAs: one IKE SA with a transport MH CHILD SA and a tunnel CHILD SA
+        sas = lab.ctl("ue").call("sas")
+        assert len(sas) == 1 and sas[0]["state"] == "established"
+        modes = sorted(c["mode"] for c in sas[0]["children"])
+        assert modes == ["transport", "tunnel"]
+        mh = next(c for c in sas[0]["children"] if c["mode"] == "transport")
+        assert mh["ts_local"] == [f"{hoa}/proto=135"] and mh["ts_remote"] == [f"{HA}/proto=135"]
+        # the PDN GW's view of the same SAs
+        psas = lab.ctl("pdngw").call("sas")
+        assert len(psas) == 1 and psas[0]["nai"].startswith("0" + IMSI) and psas[0]["hoa"] == hoa
+        assert psas[0]["auth"] == "success" and psas[0]["spi_i"] == sas[0]["spi_i"]
+        assert sorted(c["mode"] for c in psas[0]["children"]) == ["transport", "tunnel"]
+        assert {c["spi_in"] for c in psas[0]["children"]} == {c["spi_out"] for c in sas[0]["children"]}
+        # user traffic from the HoA through ESP to a CN address behind the PDN GW (IPv6 and IPv4)
+        r = lab.pair.run("a", ["ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", "-I", hoa, CN6], check=False)
+        assert r.returncode == 0, r.stdout + r.stderr + lab.log("ue")[-2000:]
+        r = lab.pair.run("a", ["ping", "-n", "-c", "2", "-i", "0.2", "-W", "2", "-I", res["hoa"]["ipv4"], CN4],
+                         check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+        sas = lab.ctl("ue").call("sas")
+        tun = next(c for c in sas[0]["children"] if c["mode"] == "tunnel")
+        assert tun["counters"]["packets_out"] >= 5 and tun["counters"]["packets_in"] >= 5
+        # key files for Wireshark
+        assert (workdir / "keys" / "esp_sa").read_text().count("\n") == 4
+        assert (workdir / "keys" / "ikev2_decryption_table").read_text().count("\n") == 1
+        # detach
+        d = lab.ctl("ue").call("detach")
+        assert d["state"] == "detached" and d["deleted"] is True
+        assert lab.ctl("ue").call("sas") == []
+        deadline = time.monotonic() + 3
+        while lab.ctl("pdngw").call("status")["ike_sas"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        r = lab.pair.run("a", ["ping", "-n", "-c", "1", "-W", "1", CN6], check=False)
+        assert r.returncode != 0  # no route to the CN without the tunnel
+
+
+def test_wrong_k_authentication_failed_no_sa(workdir):
+    with Lab(workdir, k="00112233445566778899aabbccddeeff") as lab:
+        res = lab.ctl("ue", 30).call("attach", timeout=30, radio="veth-a", wait=15)
+        assert res["state"] == "detached" and res["reason"] == "AUTHENTICATION_FAILED", res
+        st = lab.ctl("ue").call("status")
+        assert st["last_failure"]["reason"] == "AUTHENTICATION_FAILED" and st["hoa"]["ipv6"] is None
+        assert lab.ctl("ue").call("sas") == []
+        assert lab.ctl("pdngw").call("status")["ike_sas"] == 0
+        assert lab.ctl("hss").call("counters").get("auth_fail", 0) >= 1
+
+
+def test_unknown_imsi_authentication_failed(workdir):
+    with Lab(workdir, imsi="001010000009999") as lab:
+        res = lab.ctl("ue", 30).call("attach", timeout=30, radio="veth-a", wait=15)
+        assert res["state"] == "detached" and res["reason"] == "AUTHENTICATION_FAILED", res
+        assert lab.ctl("pdngw").call("status")["ike_sas"] == 0
+
+
+def test_garbage_datagrams_do_not_hurt_other_ues(workdir):
+    with Lab(workdir) as lab:
+        import socket
+
+        code = ("import socket,os\n"
+                "for port in (500, 4500):\n"
+                " s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+                " for n in range(50): s.sendto(os.urandom(n*7), ('%s', port))\n") % PGW4
+        lab.pair.run("a", [sys.executable, "-c", code])
+        res = lab.ctl("ue", 30).call("attach", timeout=30, radio="veth-a", wait=20)
+        assert res["state"] == "attached", res
+        c = lab.ctl("pdngw").call("counters")
+        assert c.get("ike_dropped", 0) >= 40
+        assert lab.procs["pdngw"].poll() is None
+        del socket
