@@ -586,3 +586,72 @@ def test_cleanup_removes_root_veths_with_prefix(e2e_prefix):
             for n in (name, name[:-1] + "w"):
                 for idx in ipr.link_lookup(ifname=n):
                     ipr.link("del", index=idx)
+
+
+_LAB_SCRIPT = r"""
+import sys, time
+from pathlib import Path
+from s2c.lab.netns import NetnsBackend
+from s2c.lab.sample import small_topology
+lab = NetnsBackend(sys.argv[1], Path(sys.argv[2]), small_topology(), capture=True)
+try:
+    lab.build()
+    sleeper = lab.spawn("cn", ["sleep", "300"], "sleeper")
+    print("ready", sleeper.pid, flush=True)
+    time.sleep(300)
+finally:
+    lab.teardown()
+"""
+
+
+def _start_lab_process(run_id: str, run_dir: Path) -> tuple[subprocess.Popen, int]:
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LAB_SCRIPT, run_id, str(run_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    line = proc.stdout.readline().split()
+    assert line[:1] == ["ready"], proc.stderr.read() if proc.poll() is not None else line
+    return proc, int(line[1])
+
+
+@pytest.mark.netns
+@needs_root
+def test_ctrl_c_in_a_lab_process_tears_down(tmp_path, new_run_id):
+    run_id = new_run_id("int")
+    proc, sleeper = _start_lab_process(run_id, tmp_path / "run")
+    try:
+        assert len(our_namespaces(run_id + "-")) == len(small_topology().nodes)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(20)
+        assert our_namespaces(run_id + "-") == []
+        assert not nsexec._exists(sleeper)
+        assert not _procs_with(str(tmp_path))  # tcpdumps and the sleeper are gone
+        state = json.loads((tmp_path / "run" / "state.json").read_text())
+        assert state["torn_down"] is True and state["created_namespaces"] == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        cleanup(run_id)
+
+
+@pytest.mark.netns
+@needs_root
+def test_sigkilled_lab_process_is_cleaned_by_prefix(tmp_path, new_run_id):
+    run_id = new_run_id("kil")
+    proc, sleeper = _start_lab_process(run_id, tmp_path / "run")
+    try:
+        proc.kill()  # no teardown at all: namespaces, tcpdumps and the sleeper stay behind
+        proc.wait(10)
+        assert len(our_namespaces(run_id + "-")) == len(small_topology().nodes)
+        assert _procs_with(str(tmp_path))
+        report = cleanup(run_id, run_dirs=[tmp_path / "run"])
+        assert len(report["namespaces"]) == len(small_topology().nodes)
+        assert sleeper in report["pids"]
+        time.sleep(0.2)
+        assert not nsexec._exists(sleeper)
+        assert our_namespaces(run_id + "-") == []
+        assert not _procs_with(str(tmp_path)), _procs_with(str(tmp_path))
+    finally:
+        cleanup(run_id)
