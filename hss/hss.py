@@ -29,7 +29,6 @@ from collections.abc import Callable
 
 from s2c.codec.diameter import (
     Avp,
-    AvpCode,
     Avp3gpp,
     DiameterDecodeError,
     DiameterMessage,

@@ -14,7 +14,6 @@ from hss.aaa import AaaFunction, LoopbackSwx
 from hss.hss import HssFunction, imsi_from_user_name
 from hss.store import InvalidSubscriber, SubscriberStore
 from hss.testing import IMSI, K, OPC, REALM, der, eap_over_s6b, identity_response, make_peer
-from hss.client import CLIENT_IDENTITY
 from s2c.codec.diameter import Avp, AvpCode, DiameterMessage, ResultCode, parse_message
 from s2c.diameter.messages import LocalIdentity, MultimediaAuthAnswer, build_mar
 from s2c.eap_aka import AuthenticationSucceeded
