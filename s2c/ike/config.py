@@ -182,6 +182,8 @@ class Timers:
     dpd_interval: float | None = None
     ike_rekey_time: float | None = None
     child_rekey_time: float | None = None
+    child_lifetime: float | None = None    # hard limit: the CHILD SA is deleted (rekey before it)
+    ike_lifetime: float | None = None      # hard limit: the IKE SA is deleted
     half_open_timeout: float = 30.0
     cookie_secret_lifetime: float = 300.0
 

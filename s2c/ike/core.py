@@ -136,6 +136,10 @@ class IkeInitiator(_CoreBase):
     def send_eap_response(self, eap: bytes, now: float) -> None:
         self._cmd(self.sa.send_eap_response, eap, now)
 
+    def peer_alive(self, now: float) -> None:
+        """Valid inbound ESP (or other proof of life): postpones DPD."""
+        self.sa.peer_alive(now)
+
     def provide_eap_result(self, msk: bytes, now: float) -> None:
         self._cmd(self.sa.provide_eap_result, msk, now)
 
@@ -277,7 +281,20 @@ class IkeResponder(_CoreBase):
         ts = [t for t in (sa.next_deadline() for sa in self._sas.values()) if t is not None]
         return min(ts) if ts else None
 
+    def peer_alive(self, sa_id: int, now: float) -> None:
+        """Valid inbound ESP (or other proof of life) for this session: postpones DPD."""
+        self.sa(sa_id).peer_alive(now)
+
     # -- internals
+    def _initial_contact(self, new: IkeSa) -> None:
+        """INITIAL_CONTACT: forget (without signalling) older IKE SAs with the same peer identity."""
+        pid = str(new.peer_id)
+        for old in list(self._sas.values()):
+            if old is not new and old.peer_id is not None and str(old.peer_id) == pid and \
+                    old.state == SaState.ESTABLISHED:
+                old._close(ev.IkeSaDeleted(old.sa_id, "replaced (INITIAL_CONTACT)"))
+                self._after(old)
+
     def _on_spi(self, sa: IkeSa, spi: bytes, add: bool) -> None:
         if add:
             self._by_spi[spi] = sa
@@ -370,7 +387,8 @@ class IkeResponder(_CoreBase):
             self._stateless(msg, [c.notify_invalid_ke(suite.dh)], addr)
             return
         sa = IkeSa(self.config, is_initiator=False, sa_id=self._next_id, rng=self.rng, local_addr=self.local_addr,
-                   remote_addr=addr, events=self._events, allocator=self.allocator, on_spi=self._on_spi)
+                   remote_addr=addr, events=self._events, allocator=self.allocator, on_spi=self._on_spi,
+                   on_initial_contact=self._initial_contact)
         try:
             sa.handle_init_request(msg, addr, now, suite, prop)
         except dhmod.DhError as e:

@@ -271,7 +271,8 @@ class IkeSa:
 
     def __init__(self, config: IkeConfig, *, is_initiator: bool, sa_id: int, rng: Rng, local_addr: Addr,
                  remote_addr: Addr, events: deque, allocator: Allocator | None = None,
-                 on_spi: Callable[["IkeSa", bytes, bool], None] | None = None) -> None:
+                 on_spi: Callable[["IkeSa", bytes, bool], None] | None = None,
+                 on_initial_contact: Callable[["IkeSa"], None] | None = None) -> None:
         self.config = config
         self.is_ue = is_initiator            # original role (MOBIKE initiator, CP requester)
         self.sa_id = sa_id
@@ -316,6 +317,10 @@ class IkeSa:
         self._eap_mode = False
         self._deferred: tuple[int, Addr] | None = None  # responder: (mid, addr) of an unanswered IKE_AUTH
         self._ike_rekey_at: float | None = None
+        self._ike_created: float | None = None
+        self._expiring = False
+        self.initial_contact = False
+        self._on_initial_contact = on_initial_contact or (lambda sa: None)
         self.drops: deque[str] = deque(maxlen=64)
         self.retransmissions = 0
 
@@ -1115,6 +1120,9 @@ class IkeSa:
     def _complete_responder(self, mid: int, addr: Addr, auth_ps: list, req: list, now: float) -> None:
         """Finish IKE_AUTH on the responder: CP, CHILD SA, MOBIKE; send the response; emit events."""
         ps = list(auth_ps)
+        if any(isinstance(x, NotifyPayload) and x.type == NotifyType.INITIAL_CONTACT for x in req):
+            self.initial_contact = True
+            self._on_initial_contact(self)  # RFC 7296 §2.4: drop older IKE SAs of this peer first
         self.mobike = self.config.mobike and any(
             isinstance(x, NotifyPayload) and x.type == NotifyType.MOBIKE_SUPPORTED for x in req)
         child_ps: list = []
@@ -1545,6 +1553,11 @@ class IkeSa:
     def _schedule_ike_rekey(self, now: float) -> None:
         t = self._timers().ike_rekey_time
         self._ike_rekey_at = now + t if t else None
+        self._ike_created = now
+
+    def peer_alive(self, now: float) -> None:
+        """Traffic from the peer was seen elsewhere (e.g. valid inbound ESP): postpone DPD."""
+        self.last_rx = max(self.last_rx, now)
 
     def next_deadline(self) -> float | None:
         if self.state == SaState.CLOSED:
@@ -1561,6 +1574,10 @@ class IkeSa:
                 ds.append(self._ike_rekey_at)
             if t.child_rekey_time:
                 ds += [ch.created + t.child_rekey_time for ch in self.children if not ch.rekeyed]
+            if t.child_lifetime:
+                ds += [ch.created + t.child_lifetime for ch in self.children if not ch.deleting]
+            if t.ike_lifetime and self._ike_created is not None and not self._expiring:
+                ds.append(self._ike_created + t.ike_lifetime)
         elif not self.is_ue and self.state != SaState.IDLE:
             ds.append(self.created + t.half_open_timeout)
         return min(ds) if ds else None
@@ -1594,6 +1611,14 @@ class IkeSa:
                 for ch in list(self.children):
                     if not ch.rekeyed and now >= ch.created + t.child_rekey_time:
                         self.rekey_child(ch.spi_in, now)
+            if t.child_lifetime:
+                for ch in list(self.children):
+                    if not ch.deleting and now >= ch.created + t.child_lifetime:
+                        self.delete_child(ch.spi_in, now)
+            if t.ike_lifetime and self._ike_created is not None and not self._expiring \
+                    and now >= self._ike_created + t.ike_lifetime:
+                self._expiring = True
+                self.delete(now)
         elif not self.is_ue and self.state != SaState.IDLE and now >= self.created + t.half_open_timeout:
             self._close(ev.IkeSaFailed(self.sa_id, None, "half-open IKE SA timed out")
                         if self.state != SaState.INIT_DONE else None)

@@ -604,3 +604,34 @@ def test_random_datagrams_never_raise(data, to_gw):
     core = p.gw if to_gw else p.ue
     core.receive_datagram(data, ("198.51.100.1", 500), p.clock.now)
     core.receive_datagram(b"\0\0\0\0" + data, ("198.51.100.1", 4500), p.clock.now)
+
+
+def test_initial_contact_replaces_old_ike_sa_of_same_peer():
+    p, _, old_gw = _up()
+    # the UE "reboots": a fresh initiator with the same identity and address
+    from s2c.ike import IkeInitiator
+    from s2c.testing.fake import seeded_rng
+
+    ue2 = IkeInitiator(ue_config(), (UE_IP, 500), (GW_IP, 500), seeded_rng(77))
+    p.net.attach(ue2, UE_IP)
+    ue2.initiate(p.clock.now)
+    p.pump()
+    assert p.types("gw") == ["ChildSaDeleted", "IkeSaDeleted"] + ESTABLISHED_GW
+    assert p.gw_events[0].spi_in == old_gw.spi_in and p.gw_events[1].sa_id == 1
+    assert p.gw_events[1].reason == "replaced (INITIAL_CONTACT)"
+    assert [s.sa_id for s in p.gw.sas()] == [2]
+
+
+def test_hard_lifetimes_delete():
+    p, old_ue, _ = _up(ue_config(timers=Timers(child_lifetime=100, ike_lifetime=300)), gw_config())
+    p.run_until(p.clock.now + 101)
+    assert p.types("ue") == ["ChildSaDeleted"] == p.types("gw")
+    p.run_until(1000.0 + 301)
+    assert p.types("ue") == ["ChildSaDeleted", "IkeSaDeleted"] and p.types("gw")[-1] == "IkeSaDeleted"
+
+
+def test_peer_alive_postpones_dpd():
+    p, _, _ = _up(ue_config(timers=Timers(dpd_interval=30)), gw_config())
+    t0 = p.clock.now
+    p.ue.peer_alive(t0 + 20)
+    assert p.ue.get_timer() == t0 + 50
