@@ -50,6 +50,7 @@ class EspLab:
     nodes: dict[str, subprocess.Popen] = field(default_factory=dict)
     keys: dict[int, dict] = field(default_factory=dict)
     _captures: list = field(default_factory=list)
+    capture_report: str = ""  # tcpdump's closing statistics of the last stopped capture
 
     @property
     def ns_a(self) -> str:
@@ -170,8 +171,8 @@ class EspLab:
     def start_capture(self, side: str, path: str) -> subprocess.Popen:
         """tcpdump on ``side``'s veth into ``path``; returns once tcpdump is listening."""
         p = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns_a if side == "a" else self.ns_b, "tcpdump", "-n", "-U", "-i",
-             self.veth[side], "-w", path],
+            ["ip", "netns", "exec", self.ns_a if side == "a" else self.ns_b, "tcpdump", "-n", "-U", "--immediate-mode", "-B", "8192",
+             "-i", self.veth[side], "-w", path],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
         self._captures.append(p)
@@ -182,12 +183,22 @@ class EspLab:
                 break
         return p
 
-    def stop_capture(self, p: subprocess.Popen) -> None:
-        time.sleep(0.3)
+    def stop_capture(self, p: subprocess.Popen, path: str | None = None) -> None:
+        """Stop tcpdump once ``path`` stopped growing (a loaded machine lets tcpdump lag behind)."""
+        last, stable_since, deadline = -1, time.monotonic(), time.monotonic() + 10
+        while path and time.monotonic() < deadline:
+            size = os.path.getsize(path) if os.path.exists(path) else 0
+            if size != last:
+                last, stable_since = size, time.monotonic()
+            elif time.monotonic() - stable_since > 0.7:
+                break
+            time.sleep(0.1)
+        time.sleep(0.2)
         if p.poll() is None:
             p.terminate()
         try:
-            p.wait(timeout=5)
+            _, err = p.communicate(timeout=5)
+            self.capture_report = err or ""
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()

@@ -78,7 +78,8 @@ def test_tunnel_ping_udp_capture_and_tshark(tmp_path, udp_encap, suite):
         r6 = nsx(lab.ns_a, "ping", "-6", "-c", "3", "-i", "0.05", "-W", "2", "fd77::2", check=False)
         assert r6.returncode == 0, r6.stdout + r6.stderr
         assert udp_flow(lab, 200) == 200
-        lab.stop_capture(cap)
+        lab.stop_capture(cap, pcap)
+        report = lab.capture_report
         sa = lab.stats("b")["sas"]
         st_a, st_b = lab.stats("a"), lab.stats("b")
         inbound_b = st_b["sas"][str(lab.spi_ab)]
@@ -92,7 +93,7 @@ def test_tunnel_ping_udp_capture_and_tshark(tmp_path, udp_encap, suite):
                           "(ip or ipv6) and not esp and not udp.port == 4500 and not icmpv6")
     assert leaks == []
     n_esp = len(tshark_fields(pcap, [], ["frame.number"], "esp"))
-    assert n_esp >= 2 * 5 + 2 * 3 + 200
+    assert n_esp >= 2 * 5 + 2 * 3 + 200, report
     if udp_encap:
         assert len(tshark_fields(pcap, [], ["frame.number"], "esp and udp.port == 4500")) == n_esp
     else:
