@@ -586,8 +586,12 @@ def test_wireshark_line_and_tshark_decrypts(tmp_path):
     (home / ".config" / "wireshark" / "ikev2_decryption_table").write_text(line + "\n")
     out = subprocess.run(["tshark", "-r", str(pcap), "-V"], capture_output=True, text=True, timeout=60,
                          env={"HOME": str(home), "PATH": "/usr/bin:/bin"}).stdout
-    assert NAI in out and "pgw.example.org" in out
-    assert "MIP6_HOME_PREFIX" in out or "Home Prefix" in out or "MIP6" in out
+    assert NAI in out and "pgw.example.org" in out  # IDi only exists inside SK_ei-encrypted payloads
+    assert "Config Attribute (t=16,l=21): MIP6_HOME_PREFIX" in out  # CFG_REPLY, under SK_er
+    bad = subprocess.run(["tshark", "-r", str(pcap), "-Y", "_ws.malformed || _ws.expert.severity >= warning"],
+                         capture_output=True, text=True, timeout=60,
+                         env={"HOME": str(home), "PATH": "/usr/bin:/bin"}).stdout
+    assert bad == ""
 
 
 # ------------------------------------------------------------------------------- fuzz
@@ -635,3 +639,50 @@ def test_peer_alive_postpones_dpd():
     t0 = p.clock.now
     p.ue.peer_alive(t0 + 20)
     assert p.ue.get_timer() == t0 + 50
+
+
+_v4 = st.builds(ipaddress.IPv4Address, st.integers(0, 2**32 - 1))
+_v6 = st.builds(ipaddress.IPv6Address, st.integers(0, 2**128 - 1))
+_ts = st.one_of(
+    st.builds(lambda a, b, pr, p1, p2: c.TrafficSelector(min(a, b), max(a, b), pr, min(p1, p2), max(p1, p2)),
+              _v4, _v4, st.sampled_from([0, 6, 17, 135]), st.integers(0, 65535), st.integers(0, 65535)),
+    st.builds(lambda a, b, pr: c.TrafficSelector(min(a, b), max(a, b), pr), _v6, _v6, st.sampled_from([0, 135])),
+)
+_transform = st.builds(c.Transform, st.integers(1, 5), st.sampled_from([0, 2, 5, 12, 14, 19, 20, 31, 1]),
+                       st.sampled_from([None, 128, 256, 7]))
+_proposal = st.builds(lambda n, pr, spi, ts: c.Proposal(n, pr, spi, tuple(ts)), st.integers(1, 3),
+                      st.sampled_from([1, 3, 2]), st.sampled_from([b"", b"\x01\x02\x03\x04", b"12345678"]),
+                      st.lists(_transform, min_size=0, max_size=6))
+_payload = st.one_of(
+    st.builds(c.NotifyPayload, st.sampled_from(list(NotifyType)), st.binary(max_size=24), st.sampled_from([0, 1, 3]),
+              st.sampled_from([b"", b"\x00\x00\x01\x00", b"abcdefgh"])),
+    st.builds(lambda pr, spis: c.DeletePayload(pr, tuple(spis) if pr == 3 else ()), st.sampled_from([1, 3]),
+              st.lists(st.binary(min_size=4, max_size=4), max_size=3)),
+    st.builds(lambda ps: c.SaPayload(tuple(ps)), st.lists(_proposal, min_size=1, max_size=2)),
+    st.builds(c.NoncePayload, st.binary(min_size=0, max_size=40)),
+    st.builds(c.KePayload, st.sampled_from([14, 19, 31, 5]), st.binary(max_size=70)),
+    st.builds(lambda t: c.TsiPayload(tuple(t)), st.lists(_ts, max_size=2)),
+    st.builds(lambda t: c.TsrPayload(tuple(t)), st.lists(_ts, max_size=2)),
+    st.builds(lambda t, a: c.CpPayload(t, tuple(a)), st.integers(1, 4),
+              st.lists(st.builds(c.CpAttribute, st.sampled_from([1, 2, 8, 16, 19]), st.binary(max_size=22)),
+                       max_size=3)),
+    st.builds(c.EapPayload, st.binary(min_size=4, max_size=12)),
+    st.builds(c.IdiPayload, st.sampled_from([1, 2, 3]), st.binary(max_size=10)),
+    st.builds(c.AuthPayload, st.sampled_from([1, 2, 14]), st.binary(max_size=20)),
+    st.builds(c.RawPayload, st.integers(49, 200), st.binary(max_size=10)),
+)
+
+
+@settings(max_examples=250, deadline=None)
+@given(st.sampled_from([c.ExchangeType.INFORMATIONAL, c.ExchangeType.CREATE_CHILD_SA, c.ExchangeType.IKE_AUTH]),
+       st.lists(_payload, max_size=6), st.booleans())
+def test_authenticated_garbage_requests_never_crash(exchange, payloads, to_gw):
+    """Correctly encrypted but arbitrary requests: the handlers answer or drop, never raise."""
+    p = make_pair(ue_config(), gw_config())
+    _established(p)
+    sender = p.ue.sa if to_gw else p.gw.sa(1)
+    target = p.gw if to_gw else p.ue
+    data = sender._encrypt(sender.ctx, exchange, sender.ctx.my_mid, False, payloads)
+    target.receive_datagram(data, (UE_IP, 500) if to_gw else (GW_IP, 500), p.clock.now)
+    p.pump()
+    p.run_until(p.clock.now + 100)
