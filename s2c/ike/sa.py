@@ -129,6 +129,8 @@ class ChildSa:
     created: float
     rekeyed: bool = False
     deleting: bool = False
+    replaced: bool = False                     # ChildSaRekeyed already emitted for this SA
+    rekey_exchanges: list = field(default_factory=list)  # (Ni, Nr, new child, initiated by us)
 
 
 @dataclass
@@ -903,11 +905,23 @@ class IkeSa:
     def _add_child(self, ch: ChildSa, rekey_of: ChildSa | None, now: float) -> None:
         self.children.append(ch)
         e = self._child_event(ch)
-        if rekey_of is not None and rekey_of in self.children:
+        if rekey_of is not None and rekey_of in self.children and not rekey_of.replaced:
             rekey_of.rekeyed = True
+            rekey_of.replaced = True
             self._emit(ev.ChildSaRekeyed(self.sa_id, rekey_of.spi_in, rekey_of.spi_out, e))
         else:
             self._emit(e)
+
+    def _note_rekey(self, old: ChildSa, ni: bytes, nr: bytes, new: ChildSa, by_us: bool, now: float) -> None:
+        """Simultaneous CHILD SA rekeying (RFC 7296 §2.8.1): of the two new SAs, the one created with
+        the lowest of the four nonces is redundant and is deleted by the peer that created it."""
+        old.rekey_exchanges.append((ni, nr, new, by_us))
+        if len(old.rekey_exchanges) != 2:
+            return
+        lowest = min((n, i) for i, x in enumerate(old.rekey_exchanges) for n in x[:2])[1]
+        _, _, redundant, mine = old.rekey_exchanges[lowest]
+        if mine and redundant in self.children:
+            self.delete_child(redundant.spi_in, now)
 
     def _accept_child(self, req: list, ni: bytes, nr: bytes, now: float, ke_shared: Callable | None,
                       rekey_of: ChildSa | None) -> tuple[list, ChildSa | None]:
@@ -1360,6 +1374,8 @@ class IkeSa:
         self._respond(ctx, ExchangeType.CREATE_CHILD_SA, mid, out, addr)
         if ch is not None:
             self._add_child(ch, old, now)
+            if old is not None:
+                self._note_rekey(old, nonce.data, nr, ch, False, now)
 
     def create_child(self, now: float, child: ChildConfig | None = None) -> None:
         """Queue a CREATE_CHILD_SA for an additional CHILD SA (RFC 7296 §1.3.1)."""
@@ -1382,7 +1398,7 @@ class IkeSa:
         ch.rekeyed = True  # no automatic rekey while this one is queued
 
         def go(t: float) -> None:
-            if ch not in self.children:
+            if ch not in self.children or ch.replaced:  # the peer rekeyed it meanwhile
                 return
             offer = self._make_child_offer(self.config.child or ChildConfig(), with_dh=True, rekey_of=ch)
             offer.nonce = self.rng(self.config.nonce_len)
@@ -1405,6 +1421,7 @@ class IkeSa:
             old = offer.rekey_of
             old.rekeyed = True
             self.delete_child(old.spi_in, now)
+            self._note_rekey(old, offer.nonce, nonce.data, ch, True, now)
 
     def delete_child(self, spi_in: int, now: float) -> None:
         """Queue an INFORMATIONAL Delete for a CHILD SA (RFC 7296 §1.4.1)."""

@@ -368,6 +368,29 @@ def test_rekey_child_sa(pfs):
     assert r_ue.new.suite.dh == (DhGroup.CURVE25519 if pfs else DhGroup.NONE)
 
 
+def test_simultaneous_child_rekey_leaves_one_pair():
+    for seed in range(6):  # different nonces: either side may hold the redundant SA
+        p = make_pair(ue_config(), gw_config(), seed=seed)
+        _established(p)
+        old = p.ue_events[2]
+        p.clear()
+        p.ue.rekey_child(old.spi_in, p.clock.now)
+        p.gw.rekey_child(1, old.spi_out, p.clock.now)
+        p.pump()
+        ue_children = {(ch.spi_in, ch.spi_out) for ch in p.ue.children}
+        gw_children = {(ch.spi_out, ch.spi_in) for ch in p.gw.sa(1).children}
+        assert len(ue_children) == 1 and ue_children == gw_children, (seed, p.types("ue"), p.types("gw"))
+        for side in ("ue", "gw"):
+            t = p.types(side)
+            assert t.count("ChildSaRekeyed") == 1 and t.count("ChildSaEstablished") == 1
+            assert t.count("ChildSaDeleted") == 2 and t[0] in ("ChildSaRekeyed", "ChildSaEstablished")
+        survivor = next(iter(ue_children))[0]
+        created = {e.new.spi_in if isinstance(e, ev.ChildSaRekeyed) else e.spi_in for e in p.ue_events
+                   if isinstance(e, (ev.ChildSaRekeyed, ev.ChildSaEstablished))}
+        deleted = {e.spi_in for e in p.ue_events if isinstance(e, ev.ChildSaDeleted)}
+        assert created - deleted == {survivor} and old.spi_in in deleted
+
+
 def test_rekey_child_initiated_by_responder():
     p, old_ue, old_gw = _up()
     p.gw.rekey_child(1, old_gw.spi_in, p.clock.now)
