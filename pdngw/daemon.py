@@ -188,8 +188,9 @@ class PdnGwDaemon(NodeDaemon):
         from s2c.dataplane.plane import DataPlane
 
         routes = [str(self.pool.net)] + ([str(self.pool.v4)] if self.pool.v4 else [])
-        self.dp = DataPlane(tun_name="esp0", routes=routes, bind4=self.s2c4[0] if self.s2c4 else None,
-                            bind6=self.s2c6[0] if self.s2c6 else None, workers=self.workers)
+        # port 4500 on every address (the lab lists all of the node's addresses as S2c ones)
+        self.dp = DataPlane(tun_name="esp0", routes=routes, bind4="0.0.0.0" if self.s2c4 else None,
+                            bind6="::" if self.s2c6 else None, workers=self.workers)
         await loop.run_in_executor(None, self.dp.start)
         self.dp.set_ike_handler(lambda data, addr: self._on_datagram(data, (addr[0], addr[1]), None))
         self.dp.set_mh_handler(self._on_transport)

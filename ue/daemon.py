@@ -46,6 +46,7 @@ from pdngw.ikeglue import KeyLog, UdpIke, child_view, esp_pair, ike_view, pki_di
 
 HOA_TABLE = 220
 HOA_RULE_PREF = 100
+TUN_METRIC = 5
 IKE_PROPOSALS = (
     IkeProposal(EncrId.ENCR_AES_GCM_16, 256, integ=IntegId.NONE, dh_groups=(DhGroup.ECP_256,)),
     IkeProposal(EncrId.ENCR_AES_CBC, 128, dh_groups=(DhGroup.ECP_256,)),
@@ -118,6 +119,8 @@ class UeDaemon(NodeDaemon):
         self._lock: asyncio.Lock | None = None
         self._mobike_pending: dict[str, Any] | None = None
         self.ipr: Any = None
+        self._pinned: set[tuple[str, int, int]] = set()
+        self._configured: tuple[str | None, str | None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -200,8 +203,17 @@ class UeDaemon(NodeDaemon):
             return []
 
     def _pgw_addresses(self) -> dict[int, list[str]]:
+        """The PDN GW's addresses by family, ``params.pdngw_address`` (str or list) first; never our HA
+        (the lab lists every address of the node, the home-link one too)."""
         p = (self.config.peers or {}).get("pdngw") or {}
-        return {4: list(p.get("ipv4") or []), 6: list(p.get("ipv6") or [])}
+        pref = (self.config.params or {}).get("pdngw_address") or []
+        pref = [pref] if isinstance(pref, str) else list(pref)
+        out: dict[int, list[str]] = {4: [], 6: []}
+        for a in [*pref, *(p.get("ipv4") or []), *(p.get("ipv6") or [])]:
+            fam = ipaddress.ip_address(a).version
+            if a not in out[fam] and a != self.ha:
+                out[fam].append(a)
+        return out
 
     def _pick_path(self, radio: str) -> tuple[str, str] | None:
         """(CoA on radio, PDN GW address) of one family both have (IPv6 preferred: no NAT)."""
@@ -211,6 +223,41 @@ class UeDaemon(NodeDaemon):
             if pgw[fam]:
                 return a, pgw[fam][0]
         return None
+
+    def _radio_gateway(self, radio: str, fam: int) -> tuple[int, str | None] | None:
+        """(ifindex, gateway) of the radio's default route of that family (None: no route yet)."""
+        try:
+            idx = self.ipr.link_lookup(ifname=radio)
+            if not idx:
+                return None
+            for r in self.ipr.get_routes(family=socket.AF_INET6 if fam == 6 else socket.AF_INET, table=254):
+                if r.get("dst_len") == 0 and r.get_attr("RTA_OIF") == idx[0]:
+                    return idx[0], r.get_attr("RTA_GATEWAY")
+        except Exception:  # noqa: BLE001 - the radio may vanish mid-query (move)
+            return None
+        return None
+
+    def _pin_pgw_route(self, radio: str, pgw: str) -> bool:
+        """Host route to the PDN GW via the radio (so IKE/ESP never enter the tunnel), and an
+        unreachable fallback of lower preference (no ESP-in-ESP loop while the radio moves)."""
+        fam = ipaddress.ip_address(pgw).version
+        gw = self._radio_gateway(radio, fam)
+        if gw is None:
+            return False
+        plen = 128 if fam == 6 else 32
+        afam = socket.AF_INET6 if fam == 6 else socket.AF_INET
+        try:
+            kw = {"gateway": gw[1]} if gw[1] else {}
+            self.ipr.route("replace", family=afam, dst=pgw, dst_len=plen, oif=gw[0], priority=10, **kw)
+            self._pinned.add((pgw, plen, afam))
+        except Exception as exc:  # noqa: BLE001
+            self.log.warning("host route to %s via %s: %s", pgw, radio, exc)
+            return False
+        try:
+            self.ipr.route("replace", family=afam, dst=pgw, dst_len=plen, type="unreachable", priority=4000)
+        except Exception as exc:  # noqa: BLE001
+            self.log.debug("unreachable fallback for %s: %s", pgw, exc)
+        return True
 
     # -- configuration of the core ----------------------------------------------------------------------
     def _usim(self, args: dict[str, Any]) -> Usim:
@@ -273,6 +320,7 @@ class UeDaemon(NodeDaemon):
         self._teardown_sas()
         coa, pgw = path
         self.radio, self.coa, self.pgw = radio, coa, pgw
+        self._pin_pgw_route(radio, pgw)
         self.state = "attaching"
         self.last_failure = None
         self._tunnel_requested = False
@@ -577,6 +625,8 @@ class UeDaemon(NodeDaemon):
         if path is None:
             return {"moved": False, "coa": None, "waiting": True}
         coa, pgw = path
+        if not self._pin_pgw_route(target, pgw):
+            return {"moved": False, "coa": None, "waiting": "no route on the radio yet"}
         natt = self.ike.sa.natt
         remote = (pgw, 4500 if natt else 500)
         t0 = time.perf_counter()
@@ -621,27 +671,34 @@ class UeDaemon(NodeDaemon):
             return None
 
     def _configure_hoa(self) -> None:
+        """HoA(s) on esp0; user traffic into the tunnel: ``default dev esp0`` (metric 5, before the
+        radios' defaults) and ``from <HoA> lookup 220`` (HoA-sourced traffic whatever the main table says)."""
         idx = self._tun_index()
         if idx is None:
             return
+        self._unconfigure_hoa(keep=True)
         for addr, fam, plen in ((self.hoa6, socket.AF_INET6, 128), (self.hoa4, socket.AF_INET, 32)):
             if not addr:
                 continue
-            try:
-                kw = {"flags": 0x02} if fam == socket.AF_INET6 else {}  # IFA_F_NODAD
-                self.ipr.addr("replace", index=idx, address=addr, prefixlen=plen, **kw)
-                self.ipr.rule("add", family=fam, src=addr, src_len=plen, table=HOA_TABLE, priority=HOA_RULE_PREF)
-            except Exception as exc:  # noqa: BLE001 - e.g. the rule exists already
-                self.log.debug("HoA %s: %s", addr, exc)
-            try:
-                self.ipr.route("replace", family=fam, dst="::/0" if fam == socket.AF_INET6 else "0.0.0.0/0",
-                               oif=idx, table=HOA_TABLE)
-            except Exception as exc:  # noqa: BLE001
-                self.log.warning("route for HoA %s: %s", addr, exc)
+            default = "::/0" if fam == socket.AF_INET6 else "0.0.0.0/0"
+            steps = [
+                ("address", lambda: self.ipr.addr("replace", index=idx, address=addr, prefixlen=plen,
+                                                  **({"flags": 0x02} if fam == socket.AF_INET6 else {}))),
+                ("rule", lambda: self.ipr.rule("add", family=fam, src=addr, src_len=plen, table=HOA_TABLE,
+                                               priority=HOA_RULE_PREF)),
+                ("table route", lambda: self.ipr.route("replace", family=fam, dst=default, oif=idx, table=HOA_TABLE)),
+                ("default route", lambda: self.ipr.route("replace", family=fam, dst=default, oif=idx,
+                                                         priority=TUN_METRIC)),
+            ]
+            for what, fn in steps:
+                try:
+                    fn()
+                except Exception as exc:  # noqa: BLE001 - e.g. the rule exists already
+                    self.log.debug("HoA %s %s: %s", addr, what, exc)
         self._configured = (self.hoa6, self.hoa4)
 
-    def _unconfigure_hoa(self) -> None:
-        conf = getattr(self, "_configured", None)
+    def _unconfigure_hoa(self, keep: bool = False) -> None:
+        conf = self._configured
         if not conf or self.ipr is None:
             return
         self._configured = None
@@ -649,14 +706,25 @@ class UeDaemon(NodeDaemon):
         for addr, fam, plen in ((conf[0], socket.AF_INET6, 128), (conf[1], socket.AF_INET, 32)):
             if not addr:
                 continue
+            default = "::/0" if fam == socket.AF_INET6 else "0.0.0.0/0"
             for fn in (lambda: self.ipr.rule("del", family=fam, src=addr, src_len=plen, table=HOA_TABLE,
                                              priority=HOA_RULE_PREF),
+                       lambda: self.ipr.route("del", family=fam, dst=default, oif=idx, priority=TUN_METRIC),
+                       lambda: self.ipr.route("del", family=fam, dst=default, oif=idx, table=HOA_TABLE),
                        lambda: self.ipr.addr("del", index=idx, address=addr, prefixlen=plen) if idx else None):
                 try:
                     fn()
                 except Exception:  # noqa: BLE001 - already gone
                     pass
-        self.hoa6 = self.hoa4 = self.hnp = self.ha = None
+        if not keep:
+            self.hoa6 = self.hoa4 = self.hnp = self.ha = None
+            for pgw, plen, afam in list(self._pinned):
+                for kw in ({"priority": 10}, {"priority": 4000, "type": "unreachable"}):
+                    try:
+                        self.ipr.route("del", family=afam, dst=pgw, dst_len=plen, **kw)
+                    except Exception:  # noqa: BLE001
+                        pass
+            self._pinned.clear()
 
     # -- control ------------------------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

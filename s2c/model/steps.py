@@ -561,3 +561,4 @@ register_step(StepSchema(
 ))
 
 COMPARISONS = ("equals", "ne", "lt", "le", "gt", "ge", "contains", "exists")
+from . import steps_ike  # noqa: E402,F401  (attach/detach/restart, docs/ike.md)

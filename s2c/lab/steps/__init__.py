@@ -74,7 +74,7 @@ StepRunner = Callable[["RunContext", Any], StepOutcome]
 STEP_RUNNERS: dict[str, StepRunner] = {}
 
 # modules defining runners, imported by load_runners() (protocol issues append theirs here)
-STEP_MODULES: list[str] = ["s2c.lab.steps.net", "s2c.lab.steps.stream"]
+STEP_MODULES: list[str] = ["s2c.lab.steps.net", "s2c.lab.steps.stream", "s2c.lab.steps.ike"]
 
 
 def register_runner(kind: str) -> Callable[[StepRunner], StepRunner]:
