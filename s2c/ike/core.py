@@ -140,7 +140,7 @@ class IkeInitiator(_CoreBase):
         """Valid inbound ESP (or other proof of life): postpones DPD."""
         self.sa.peer_alive(now)
 
-    def provide_eap_result(self, msk: bytes, now: float) -> None:
+    def provide_eap_result(self, msk: bytes | None, now: float) -> None:
         self._cmd(self.sa.provide_eap_result, msk, now)
 
     # -- inputs
@@ -220,7 +220,7 @@ class IkeResponder(_CoreBase):
     def send_eap_request(self, sa_id: int, eap: bytes, now: float) -> None:
         self._cmd(sa_id, "send_eap_request", eap, now)
 
-    def eap_success(self, sa_id: int, msk: bytes, now: float, eap: bytes | None = None) -> None:
+    def eap_success(self, sa_id: int, msk: bytes | None, now: float, eap: bytes | None = None) -> None:
         self._cmd(sa_id, "eap_success", msk, now, eap)
 
     def eap_failure(self, sa_id: int, now: float, eap: bytes | None = None) -> None:
