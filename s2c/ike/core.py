@@ -190,6 +190,8 @@ class IkeResponder(_CoreBase):
         self._sas: dict[int, IkeSa] = {}
         self._by_spi: dict[bytes, IkeSa] = {}
         self._by_init: dict[tuple[str, bytes], IkeSa] = {}
+        self._zombies: dict[bytes, tuple[IkeSa, float]] = {}  # closed SAs answering retransmits for a while
+        self._now = 0.0
         self._cookie_secret = rng(32)
         self._cookie_prev = self._cookie_secret
         self._cookie_ver = 0
@@ -210,42 +212,44 @@ class IkeResponder(_CoreBase):
         return sum(1 for s in self._sas.values() if s.state not in (SaState.ESTABLISHED, SaState.CLOSED))
 
     # -- commands (by session)
-    def _cmd(self, sa_id: int, name: str, *args) -> None:
+    def _cmd(self, sa_id: int, now: float, name: str, *args) -> None:
         sa = self.sa(sa_id)
+        self._now = max(self._now, now)
         try:
             getattr(sa, name)(*args)
         finally:
             self._after(sa)
 
     def send_eap_request(self, sa_id: int, eap: bytes, now: float) -> None:
-        self._cmd(sa_id, "send_eap_request", eap, now)
+        self._cmd(sa_id, now, "send_eap_request", eap, now)
 
     def eap_success(self, sa_id: int, msk: bytes | None, now: float, eap: bytes | None = None) -> None:
-        self._cmd(sa_id, "eap_success", msk, now, eap)
+        self._cmd(sa_id, now, "eap_success", msk, now, eap)
 
     def eap_failure(self, sa_id: int, now: float, eap: bytes | None = None) -> None:
-        self._cmd(sa_id, "eap_failure", now, eap)
+        self._cmd(sa_id, now, "eap_failure", now, eap)
 
     def delete(self, sa_id: int, now: float) -> None:
-        self._cmd(sa_id, "delete", now)
+        self._cmd(sa_id, now, "delete", now)
 
     def rekey_ike(self, sa_id: int, now: float) -> None:
-        self._cmd(sa_id, "rekey_ike", now)
+        self._cmd(sa_id, now, "rekey_ike", now)
 
     def rekey_child(self, sa_id: int, spi_in: int, now: float) -> None:
-        self._cmd(sa_id, "rekey_child", spi_in, now)
+        self._cmd(sa_id, now, "rekey_child", spi_in, now)
 
     def delete_child(self, sa_id: int, spi_in: int, now: float) -> None:
-        self._cmd(sa_id, "delete_child", spi_in, now)
+        self._cmd(sa_id, now, "delete_child", spi_in, now)
 
     def create_child(self, sa_id: int, now: float, child: ChildConfig | None = None) -> None:
-        self._cmd(sa_id, "create_child", now, child)
+        self._cmd(sa_id, now, "create_child", now, child)
 
     def liveness_check(self, sa_id: int, now: float) -> None:
-        self._cmd(sa_id, "liveness_check", now)
+        self._cmd(sa_id, now, "liveness_check", now)
 
     # -- inputs
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
+        self._now = max(self._now, now)
         data = _strip_marker(bytes(data))
         try:
             msg = c.parse_message(data)
@@ -260,6 +264,8 @@ class IkeResponder(_CoreBase):
             return
         local_spi = msg.spi_r if msg.is_initiator else msg.spi_i
         sa = self._by_spi.get(local_spi)
+        if sa is None and local_spi in self._zombies:
+            sa = self._zombies[local_spi][0]
         if sa is None:
             self._drop("unknown_spi", f"no IKE SA for SPI {local_spi.hex()}")
             return
@@ -271,6 +277,9 @@ class IkeResponder(_CoreBase):
             self._after(sa)
 
     def handle_timer(self, now: float) -> None:
+        self._now = now
+        for spi in [k for k, (_, t) in self._zombies.items() if t <= now]:
+            del self._zombies[spi]
         for sa in list(self._sas.values()):
             t = sa.next_deadline()
             if t is not None and t <= now:
@@ -279,6 +288,7 @@ class IkeResponder(_CoreBase):
 
     def get_timer(self) -> float | None:
         ts = [t for t in (sa.next_deadline() for sa in self._sas.values()) if t is not None]
+        ts += [t for _, t in self._zombies.values()]
         return min(ts) if ts else None
 
     def peer_alive(self, sa_id: int, now: float) -> None:
@@ -305,8 +315,12 @@ class IkeResponder(_CoreBase):
         self._collect(sa)
         if sa.state == SaState.CLOSED:
             self._sas.pop(sa.sa_id, None)
+            t = self.config.timers
+            linger = t.retransmit_timeout * sum(t.retransmit_factor ** i for i in range(t.retransmit_tries))
             for k in [k for k, v in self._by_spi.items() if v is sa]:
                 del self._by_spi[k]
+                if sa.ctx.last_response is not None:
+                    self._zombies[k] = (sa, self._now + linger)
             for k in [k for k, v in self._by_init.items() if v is sa]:
                 del self._by_init[k]
         elif sa.state == SaState.ESTABLISHED:

@@ -1176,9 +1176,14 @@ class IkeSa:
 
     def handle_message(self, msg: IkeMessage, addr: Addr, now: float) -> None:
         """A parsed datagram addressed to this session (by SPI). ProtocolError for illegal input."""
-        if self.state == SaState.CLOSED:
-            raise ProtocolError("IKE SA closed")
         ctx = self._ctx_for(msg)
+        if self.state == SaState.CLOSED:
+            # a closed SA still answers a retransmitted last request (e.g. a Delete) from its cache
+            if not msg.is_response and ctx.last_response and ctx.last_response[0] == msg.message_id \
+                    and msg.message_id + 1 == ctx.peer_mid:
+                self._send_raw(ctx.last_response[1], addr)
+                return
+            raise ProtocolError("IKE SA closed")
         if msg.exchange == ExchangeType.IKE_SA_INIT:
             if msg.is_response and self.state == SaState.INIT_SENT and ctx.pending and ctx.pending.mid == 0 \
                     and msg.message_id == 0:

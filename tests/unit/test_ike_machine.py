@@ -709,3 +709,17 @@ def test_authenticated_garbage_requests_never_crash(exchange, payloads, to_gw):
     target.receive_datagram(data, (UE_IP, 500) if to_gw else (GW_IP, 500), p.clock.now)
     p.pump()
     p.run_until(p.clock.now + 100)
+
+
+def test_closed_responder_answers_retransmitted_delete():
+    p, _, _ = _up()
+    p.ue.delete(p.clock.now)
+    req = p.ue.datagrams_to_send(p.clock.now)[0][0]
+    p.gw.receive_datagram(req, (UE_IP, 500), p.clock.now)
+    first = p.gw.datagrams_to_send(p.clock.now)
+    assert p.gw.sas() == []
+    p.gw.receive_datagram(req, (UE_IP, 500), p.clock.now + 1)  # our answer was lost: the UE retransmits
+    assert p.gw.datagrams_to_send(p.clock.now) == first
+    p.gw.handle_timer(p.clock.now + 100)
+    p.gw.receive_datagram(req, (UE_IP, 500), p.clock.now + 100)
+    assert p.gw.datagrams_to_send(p.clock.now) == [] and p.gw.stats["unknown_spi"] == 1
