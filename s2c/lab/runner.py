@@ -34,7 +34,7 @@ from s2c.lab.report import (
     ERROR, FAILED, PASSED, SKIPPED, Console, RunResult, StepResult, link_latest, write_reports,
 )
 from s2c.lab.steps import (
-    STEP_RUNNERS, RunContext, StepError, StepFailed, StepOutcome, StepTimeout, load_runners, register_runner,
+    STEP_MODULE_ERRORS, STEP_RUNNERS, RunContext, StepError, StepFailed, StepOutcome, StepTimeout, load_runners, register_runner,
 )
 from s2c.lab.steps.stream import final_check, stop_all_streams
 from s2c.runtime.control import ControlClient, ControlError
@@ -241,13 +241,14 @@ class _Signals:
 class _StepAlarm:
     """Raise StepTimeout in the main thread after ``seconds`` (SIGALRM); a no-op off the main thread."""
 
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-        self.active = threading.current_thread() is threading.main_thread() and seconds > 0
+    def __init__(self, budget: float, grace: float = 0.5):
+        self.budget = budget
+        self.seconds = budget + grace
+        self.active = threading.current_thread() is threading.main_thread() and budget > 0
         self.prev: Any = None
 
     def _fire(self, _signum: int, _frame: Any) -> None:
-        raise StepTimeout(f"step timed out after {self.seconds:g} s")
+        raise StepTimeout(f"step timed out after {self.budget:g} s")
 
     def __enter__(self) -> "_StepAlarm":
         if self.active:
@@ -373,6 +374,10 @@ class Runner:
             for i, s in enumerate(steps)
         ]
         self.console.run_started(result)
+        for module, why in STEP_MODULE_ERRORS.items():
+            msg = f"step module {module} failed to import ({why})"
+            result.warnings.append(msg)
+            self.console.warn(msg)
         signals = _Signals(self.console)
         try:
             with signals:
@@ -527,9 +532,11 @@ class Runner:
         log.info("step %d %s (%s) %s", res.index, res.name, res.kind, res.args)
         try:
             if runner is None:
-                raise StepError(f"no runner for step kind {res.kind!r} (known: {', '.join(sorted(STEP_RUNNERS))})")
+                broken = "; ".join(f"{m}: {e}" for m, e in STEP_MODULE_ERRORS.items())
+                raise StepError(f"no runner for step kind {res.kind!r} (known: {', '.join(sorted(STEP_RUNNERS))})"
+                                + (f"; modules that failed to import: {broken}" if broken else ""))
             # runners honour ctx.deadline; the alarm (half a second later) is the backstop
-            with _StepAlarm(timeout + 0.5):
+            with _StepAlarm(timeout):
                 outcome = runner(ctx, step)
             if not isinstance(outcome, StepOutcome):
                 outcome = StepOutcome.ok(**({"result": outcome} if outcome is not None else {}))

@@ -158,3 +158,22 @@ def test_daemon_that_dies_at_start_is_a_clear_error(tmp_path, monkeypatch):
     res = _run(scn, tmp_path)
     assert res.exit_code == 1
     assert res.error and "cn1" in res.error
+
+
+def test_broken_step_module_is_a_warning_not_a_crash(tmp_path, monkeypatch):
+    from s2c.lab import steps
+
+    monkeypatch.setattr(steps, "STEP_MODULES", steps.STEP_MODULES + ["s2c.lab.steps.no_such_module_xyz"])
+    try:
+        res = _run(_scenario([("wait", {"seconds": 0}), ("attach_xyz", {})]), tmp_path, keep_going=True)
+    finally:
+        steps.STEP_MODULE_ERRORS.pop("s2c.lab.steps.no_such_module_xyz", None)
+    assert [s.status for s in res.steps] == [PASSED, ERROR]
+    assert "no_such_module_xyz" in res.steps[1].message
+    assert any("no_such_module_xyz" in w for w in res.warnings)
+
+
+def test_step_timeout_backstop(tmp_path):
+    res = _run(_scenario([("wait", {"seconds": 5, "timeout": 0.3})]), tmp_path)
+    assert [s.status for s in res.steps] == [ERROR]
+    assert "timed out after 0.3 s" in res.steps[0].message and res.steps[0].duration < 1.5

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from s2c.lab.backend import Backend, NodeProcess
 
 __all__ = [
-    "STEP_RUNNERS", "STEP_MODULES", "register_runner", "load_runners", "RunContext", "StepOutcome",
+    "STEP_RUNNERS", "STEP_MODULES", "STEP_MODULE_ERRORS", "register_runner", "load_runners", "RunContext", "StepOutcome",
     "StepFailed", "StepError", "StepTimeout", "Stream", "StepRunner",
 ]
 
@@ -92,9 +92,20 @@ def register_runner(kind: str) -> Callable[[StepRunner], StepRunner]:
     return deco
 
 
+# module -> why it failed to import (its kinds then have no runner; the run reports it)
+STEP_MODULE_ERRORS: dict[str, str] = {}
+
+
 def load_runners() -> dict[str, StepRunner]:
+    """Import every module of STEP_MODULES; one that fails is recorded, not fatal."""
     for module in STEP_MODULES:
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # noqa: BLE001 - a broken protocol module must not stop other steps
+            STEP_MODULE_ERRORS[module] = f"{type(exc).__name__}: {exc}"
+            logging.getLogger("s2c.lab.run").warning("step module %s failed to import: %s", module, exc)
+        else:
+            STEP_MODULE_ERRORS.pop(module, None)
     return STEP_RUNNERS
 
 
