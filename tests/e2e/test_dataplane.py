@@ -138,8 +138,11 @@ def test_ike_split_and_transport_mh():
 def test_nat_rebinding_is_learned():
     """A SNATs its ESP-in-UDP source port to 14500: B's inbound SA learns it and moves its outbound SA."""
     with EspLab(prefix(), udp_encap=True) as lab:
+        # like a real NAT: outbound 4500 becomes 14500, unsolicited inbound to the old port is dropped
+        # (otherwise B's first reply to the stale port would create a clashing conntrack entry)
         rules = "table ip s2ctes {\n chain post {\n  type nat hook postrouting priority 100;\n"
-        rules += f'  oifname "{lab.veth["a"]}" udp sport 4500 snat to 192.0.2.1:14500\n }}\n}}\n'
+        rules += f'  oifname "{lab.veth["a"]}" udp sport 4500 snat to 192.0.2.1:14500\n }}\n'
+        rules += " chain in {\n  type filter hook input priority 0;\n  udp dport 4500 ct state new drop\n }\n}\n"
         nsx(lab.ns_a, "nft", "-f", "-", input=rules)
         r = nsx(lab.ns_a, "ping", "-c", "3", "-i", "0.05", "-W", "2", "10.77.0.2", check=False)
         assert r.returncode == 0, r.stdout
