@@ -161,3 +161,20 @@ def test_wireshark_line_format():
     f = line.split(",")
     assert f[0] == SPII.hex() and f[1] == SPIR.hex() and f[2] == keys.sk_ei.hex()
     assert f[4] == '"AES-CBC-128 [RFC3602]"' and f[7] == '"HMAC_SHA2_256_128 [RFC4868]"'
+
+
+def test_nist_cavs_ikev2_kdf_sha256():
+    """NIST SP 800-135 IKEv2 sample, [SHA-256] (values as carried in NSS's ike_sha256_vectors.h)."""
+    sha256 = PrfId.PRF_HMAC_SHA2_256
+    ni, nr = H("3f302be1abcb28e1"), H("8c332ee006064c9b")
+    spii, spir = H("40dac39e1e1a8640"), H("8619a1cf9a6e4c07")
+    gir = H("0f4d257d7a58fc4545c7d7a88119eee5d5c9690c5b4c989171d3abbfd99d1d29")
+    gir_new = H("25f3b12d6f282739256e39bf54eda53b60ffcf379bb7bcc90c27b4c4c578616c")
+    seed = skeyseed(sha256, ni, nr, gir)
+    assert seed == H("5f00d1bd2c58ec224b1e6b71fa0f19a1faa7a193952c444411b47c1a9d8ba6fe")
+    dkm = prf_plus(sha256, seed, ni + nr + spii + spir, 132)
+    assert dkm == H("0b137d669b0947d7d026d593f0305ad401ff0c471357d695778a9c7f4b4869ece98aca531188d16041b3bb936d2dbb3b"
+                    "4993a6e768a809160de45d0283f273a6cdf6854379e31be72b8d3d1fa990cf9c5b015ca9f918a7df6253c958114a09d4"
+                    "e1c19bdcd4db14b29d98db1a74ad405c588662c14a04d0d36aa4ab55e90f8986d12d4aad")
+    assert rekey_skeyseed(sha256, dkm[:32], gir_new, ni, nr) == H(
+        "2d63f6debc92048b4fef3889c4c99ca67d6496e0fac14a2bca9a2d6566ff2398")
