@@ -723,3 +723,28 @@ def test_closed_responder_answers_retransmitted_delete():
     p.gw.handle_timer(p.clock.now + 100)
     p.gw.receive_datagram(req, (UE_IP, 500), p.clock.now + 100)
     assert p.gw.datagrams_to_send(p.clock.now) == [] and p.gw.stats["unknown_spi"] == 1
+
+
+def test_ike_over_ipv6_and_invalid_ke_across_proposals():
+    """IKE over IPv6 (a DSMIPv6 CoA may be IPv6); the responder only takes the initiator's 2nd proposal,
+    whose group differs from the KE sent: INVALID_KE_PAYLOAD, then success."""
+    from s2c.ike import IkeInitiator, IkeResponder
+    from s2c.testing.fake import FakeClock, FakeNetwork, seeded_rng
+
+    ue_ip, gw_ip = "2001:db8:a::1", "2001:db8:b::1"
+    clock = FakeClock(5.0)
+    net = FakeNetwork(clock)
+    ue = IkeInitiator(ue_config(ike_proposals=(SUITES[0], SUITES[2])), (ue_ip, 500), (gw_ip, 500), seeded_rng(3))
+    gw = IkeResponder(gw_config(ike_proposals=(SUITES[2],)), (gw_ip, 500), seeded_rng(4),
+                      allocator=lambda req: CpAssignment(home_address=HOA, home_prefix=PREFIX, ha_address=HA))
+    net.attach(ue, ue_ip)
+    net.attach(gw, gw_ip)
+    ue.initiate(clock.now)
+    net.flush()
+    evs = []
+    while (e := ue.next_event()) is not None:
+        evs.append(e)
+    assert [type(e).__name__ for e in evs] == ESTABLISHED_UE
+    assert evs[0].suite.encr == EncrId.ENCR_AES_GCM_16 and evs[0].suite.dh == DhGroup.CURVE25519
+    assert evs[0].local_addr == (ue_ip, 500) and not evs[0].nat_detected
+    assert gw.stats["invalid_ke"] == 1
