@@ -192,6 +192,7 @@ class PdnGwDaemon(NodeDaemon):
         self.dp = DataPlane(tun_name="esp0", routes=routes, bind4="0.0.0.0" if self.s2c4 else None,
                             bind6="::" if self.s2c6 else None, workers=self.workers)
         await loop.run_in_executor(None, self.dp.start)
+        await loop.run_in_executor(None, self.dp.stats)  # returns once every worker process runs its loop
         self.dp.set_ike_handler(lambda data, addr: self._on_datagram(data, (addr[0], addr[1]), None))
         self.dp.set_mh_handler(self._on_transport)
         self.dp.attach(loop)
@@ -306,6 +307,10 @@ class PdnGwDaemon(NodeDaemon):
             return
         self.counters["ike_rx"] += 1
         before = sum(self.responder.stats.values())
+        if local is not None:
+            # a new IKE SA takes the responder's local address (NAT detection hashes): the one this
+            # datagram came in on (the core has one local address; we listen on several)
+            self.responder.local_addr = local
         try:
             self.responder.receive_datagram(data, addr, self._now())
         except Exception:  # noqa: BLE001 - a core bug must not take the daemon down

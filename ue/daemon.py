@@ -131,6 +131,7 @@ class UeDaemon(NodeDaemon):
 
         self.dp = DataPlane(tun_name="esp0", workers=self.workers)
         await loop.run_in_executor(None, self.dp.start)
+        await loop.run_in_executor(None, self.dp.stats)  # returns once every worker process runs its loop
         self.dp.set_ike_handler(lambda data, addr: self._on_datagram(data, (addr[0], addr[1]), None))
         self.dp.attach(loop)
         self.io.dataplane = self.dp
@@ -468,21 +469,27 @@ class UeDaemon(NodeDaemon):
             self.hoa4 = str(e.ipv4) if e.ipv4 else None
             self.hnp = str(e.home_prefix) if e.home_prefix else None
             self.ha = str(e.ha_address) if e.ha_address else None
-            self._configure_hoa()
+            self._hoa_pending = True  # configured once the tunnel CHILD SA is asked for (attach latency)
         elif isinstance(e, ev.ChildSaEstablished):
             self.children[e.spi_in] = e
-            for sa in esp_pair(e):
-                self.keylog.esp(sa)
-            if self.dp is not None:
-                self.dp.install_child_sa(e, priority=10 if e.mode == ChildMode.TRANSPORT else 0)
-            self.log.info("CHILD SA %08x/%08x %s %s <-> %s", e.spi_in, e.spi_out, e.mode.value,
-                          ",".join(map(str, e.ts_local)), ",".join(map(str, e.ts_remote)))
             if e.mode == ChildMode.TRANSPORT:
                 self._mark("child_sa")
                 if not self._tunnel_requested:
                     self._tunnel_requested = True
                     ike.create_child(now, self._tunnel_child())
-            else:
+                    for data, addr in ike.datagrams_to_send(now):  # on the wire before the local work
+                        self.io.send(data, addr)
+                        self.counters["ike_tx"] += 1
+            if getattr(self, "_hoa_pending", False):
+                self._hoa_pending = False
+                self._configure_hoa()
+            if self.dp is not None:
+                self.dp.install_child_sa(e, priority=10 if e.mode == ChildMode.TRANSPORT else 0)
+            for sa in esp_pair(e):
+                self.keylog.esp(sa)
+            self.log.info("CHILD SA %08x/%08x %s %s <-> %s", e.spi_in, e.spi_out, e.mode.value,
+                          ",".join(map(str, e.ts_local)), ",".join(map(str, e.ts_remote)))
+            if e.mode == ChildMode.TUNNEL:
                 self._mark("tunnel_sa")
                 self._attached()
         elif isinstance(e, ev.ChildSaFailed):
