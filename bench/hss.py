@@ -166,6 +166,13 @@ async def run_der(port: int, clients: int, seconds: float, method: str) -> dict:
     return out
 
 
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) used so far by process ``pid``."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _summary(kind: str, clients: int, n: int, elapsed: float, lat: list[float], errors: int) -> dict:
     return {
         "kind": kind,
@@ -197,16 +204,28 @@ def main() -> int:
                                log_level=a.log_level)
             for kind in a.kinds.split(","):
                 for c in (int(x) for x in a.clients.split(",")):
+                    cpu0, me0 = proc_cpu(d.proc.pid), time.process_time()
                     if kind == "mar":
                         r = asyncio.run(run_mar(d.port, c, a.seconds))
                     else:
                         r = asyncio.run(run_der(d.port, c, a.seconds, a.method))
+                    cpu, me = proc_cpu(d.proc.pid) - cpu0, time.process_time() - me0
                     r["sqn_reserve"] = a.reserve
+                    # CPU cost per round trip: independent of what else runs on the machine
+                    r["daemon_cpu_us_per_rt"] = round(cpu / max(1, r["round_trips"]) * 1e6, 1)
+                    r["daemon_cpu_s"] = round(cpu, 2)
+                    r["client_cpu_s"] = round(me, 2)
+                    r["daemon_capacity_rt_per_cpu_s"] = round(r["round_trips"] / cpu, 0) if cpu else None
+                    r["load_avg_1m"] = os.getloadavg()[0]
                     results.append(r)
                     if not a.json:
                         extra = f", {r['auths_per_s']:,.0f} auths/s" if "auths_per_s" in r else ""
                         print(f"{kind} clients={c:3d} reserve={a.reserve}: {r['rt_per_s']:8,.0f} round trips/s{extra}, "
-                              f"median {r['median_ms']} ms, p99 {r['p99_ms']} ms, errors {r['errors']}", flush=True)
+                              f"median {r['median_ms']} ms, p99 {r['p99_ms']} ms, errors {r['errors']}; "
+                              f"daemon {r['daemon_cpu_us_per_rt']} us CPU/round trip "
+                              f"(= {r['daemon_capacity_rt_per_cpu_s']:,.0f}/s per core), "
+                              f"daemon {r['daemon_cpu_s']} s + client {r['client_cpu_s']} s CPU in {r['seconds']} s, "
+                              f"load {r['load_avg_1m']:.1f}", flush=True)
             counters = d.ctl.call("counters")
         finally:
             launcher.close()
