@@ -5,6 +5,7 @@ with C concurrent asyncio Diameter clients (one TCP connection each, one outstan
 
 * ``mar``: SWx MAR/MAA round trips (one fresh vector each, SQN persisted per the daemon's
   ``sqn_reserve``);
+* ``store``: ``SubscriberStore.next_vector`` in-process, ``sqn_reserve`` 1 vs N (fsync cost);
 * ``der``: full EAP-AKA authentications over S6b (DER identity -> DEA 1001 challenge -> DER
   response -> DEA 2001 + MSK), each client running the peer side ``AkaPeer`` with the right K.
 
@@ -166,6 +167,29 @@ async def run_der(port: int, clients: int, seconds: float, method: str) -> dict:
     return out
 
 
+def run_store(reserve: int, n: int = 5000) -> dict:
+    """In-process ``SubscriberStore.next_vector`` (no Diameter): what SQN persistence costs."""
+    from hss.store import SubscriberStore
+
+    with tempfile.TemporaryDirectory(prefix="s2ct-hs-store-") as tmp:
+        st = SubscriberStore(os.path.join(tmp, "hss.db"), sqn_reserve=reserve)
+        for sub in subscribers():
+            st.add(sub)
+        lat = []
+        t0 = time.perf_counter()
+        for i in range(n):
+            t = time.perf_counter()
+            st.next_vector(f"0010100000{i % N_SUBSCRIBERS:05d}", os.urandom)
+            lat.append(time.perf_counter() - t)
+        elapsed = time.perf_counter() - t0
+        commits = st.commits
+        st.close()
+    out = _summary("store", 1, n, elapsed, lat, 0)
+    out["commits"] = commits
+    out["p999_ms"] = round(pct(lat, 99.9) * 1e3, 3)
+    return out
+
+
 def proc_cpu(pid: int) -> float:
     """CPU seconds (user + system, all threads) used so far by process ``pid``."""
     with open(f"/proc/{pid}/stat") as fh:
@@ -190,19 +214,31 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--clients", default="1,50")
-    ap.add_argument("--kinds", default="mar,der")
+    ap.add_argument("--kinds", default="store,mar,der")
     ap.add_argument("--reserve", type=int, default=32, help="daemon sqn_reserve (1 = one fsync per vector)")
     ap.add_argument("--method", default="aka", choices=["aka", "aka'"])
     ap.add_argument("--log-level", default="INFO", help="daemon log level (INFO logs every vector)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     results = []
+    if "store" in a.kinds.split(","):
+        for reserve in sorted({1, a.reserve}):
+            r = run_store(reserve)
+            r["sqn_reserve"] = reserve
+            results.append(r)
+            if not a.json:
+                print(f"store next_vector reserve={reserve}: {r['rt_per_s']:8,.0f} vectors/s, median {r['median_ms']} ms, "
+                      f"p99 {r['p99_ms']} ms, p99.9 {r['p999_ms']} ms, {r['commits']} commits", flush=True)
+    kinds = [k for k in a.kinds.split(",") if k in ("mar", "der")]
+    counters: dict = {}
     with tempfile.TemporaryDirectory(prefix="s2ct-hs-bench-") as tmp:
         launcher = HssLauncher(tmp)
         try:
+            if not kinds:
+                return _print_json(a, results, counters)
             d = launcher.start(subscribers=subscribers(), sqn_reserve=a.reserve, method=a.method,
                                log_level=a.log_level)
-            for kind in a.kinds.split(","):
+            for kind in kinds:
                 for c in (int(x) for x in a.clients.split(",")):
                     cpu0, me0 = proc_cpu(d.proc.pid), time.process_time()
                     if kind == "mar":
@@ -229,8 +265,13 @@ def main() -> int:
             counters = d.ctl.call("counters")
         finally:
             launcher.close()
+    return _print_json(a, results, counters)
+
+
+def _print_json(a: argparse.Namespace, results: list[dict], counters: dict) -> int:
     if a.json:
-        print(json.dumps({"results": results, "daemon_counters": counters, "cpus": os.cpu_count()}, indent=2))
+        print(json.dumps({"results": results, "daemon_counters": counters, "cpus": os.cpu_count(),
+                          "load_avg": os.getloadavg()}, indent=2))
     return 0
 
 
