@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from cryptography.hazmat.primitives.asymmetric import ec, x25519
+import functools
+
+from cryptography.hazmat.primitives.asymmetric import dh, ec, x25519
 
 from s2c.codec.ikev2 import DhGroup
 
@@ -47,6 +49,12 @@ _ECP_ORDER = {
         "F2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409", 16),
 }
 
+@functools.cache
+def _modp_params(group: int) -> "dh.DHParameterNumbers":
+    p, g, _ = _MODP[group]
+    return dh.DHParameterNumbers(p, g)
+
+
 SUPPORTED_GROUPS = (DhGroup.MODP_2048, DhGroup.ECP_256, DhGroup.ECP_384, DhGroup.ECP_521, DhGroup.CURVE25519)
 
 
@@ -70,7 +78,12 @@ class DhPrivateKey:
             p, g, nbytes = _MODP[group]
             self._x = int.from_bytes(rng(nbytes), "big") | (1 << (nbytes * 8 - 1))
             self._plen = (p.bit_length() + 7) // 8
-            self.public = pow(g, self._x, p).to_bytes(self._plen, "big")
+            # g^x mod p computed by OpenSSL (about 10x faster than pow()): x "exchanged" with y = g
+            pn = _modp_params(group)
+            tmp = dh.DHPrivateNumbers(self._x, dh.DHPublicNumbers(g, pn)).private_key()
+            y = int.from_bytes(tmp.exchange(dh.DHPublicNumbers(g, pn).public_key()), "big")
+            self._modp_key = dh.DHPrivateNumbers(self._x, dh.DHPublicNumbers(y, pn)).private_key()
+            self.public = y.to_bytes(self._plen, "big")
         elif group in _ECP:
             curve, clen = _ECP[group]
             n = _ECP_ORDER[group]
@@ -99,7 +112,11 @@ class DhPrivateKey:
             y = int.from_bytes(peer, "big")
             if not 1 < y < p - 1:
                 raise DhError("MODP public value out of range")
-            return pow(y, self._x, p).to_bytes(self._plen, "big")
+            try:
+                z = self._modp_key.exchange(dh.DHPublicNumbers(y, _modp_params(group)).public_key())
+            except ValueError as e:
+                raise DhError(f"invalid MODP value: {e}") from e
+            return z.rjust(self._plen, b"\x00")
         if group in _ECP:
             if len(peer) != 2 * self._clen:
                 raise DhError("bad ECP public value length")

@@ -116,6 +116,11 @@ def test_modp2048_prime_matches_scapy_and_exchange_agrees():
     b = dh.generate(DhGroup.MODP_2048, os.urandom)
     assert len(a.public) == 256 == dh.ke_length(DhGroup.MODP_2048)
     assert a.shared_secret(b.public) == b.shared_secret(a.public)
+    x = H("11" * 32)
+    k = dh.generate(DhGroup.MODP_2048, _Fixed(x))
+    xi = int.from_bytes(x, "big") | (1 << 255)
+    assert k.public == pow(2, xi, modp2048.m).to_bytes(256, "big")  # independent pow() check
+    assert k.shared_secret(b.public) == pow(int.from_bytes(b.public, "big"), xi, modp2048.m).to_bytes(256, "big")
     with pytest.raises(dh.DhError):
         a.shared_secret((1).to_bytes(256, "big"))
     with pytest.raises(dh.DhError):
