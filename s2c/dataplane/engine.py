@@ -65,6 +65,7 @@ class Engine:
         self._buf = bytearray(65536)
         self._mv = memoryview(self._buf)
         self._rekey_reported: set[int] = set()
+        self._routes: dict[int, tuple[Any, tuple[str, int]]] = {}
 
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
@@ -98,41 +99,56 @@ class Engine:
         read = os.read
         fd = self.tun_fd
         lookup = self.spd.lookup_packet
-        st = self.stats
-        for _ in range(BATCH):
-            try:
-                pkt = read(fd, 65536)
-            except BlockingIOError:
-                return
-            except OSError:
-                st["tun_read_errors"] += 1
-                return
-            st["tun_rx"] += 1
-            pol = lookup(pkt)
-            if pol is None or pol.action is not PolicyAction.PROTECT or pol.sa is None:
-                st["no_policy" if pol is None else "policy_drop"] += 1
-                continue
-            self._send_esp(pol.sa, pkt, None)
+        send = self._send_esp
+        protect = PolicyAction.PROTECT
+        n = dropped = 0
+        try:
+            for _ in range(BATCH):
+                try:
+                    pkt = read(fd, 65536)
+                except BlockingIOError:
+                    return
+                n += 1
+                pol = lookup(pkt)
+                if pol is None or pol.action is not protect or pol.sa is None:
+                    dropped += 1
+                    continue
+                send(pol.sa, pkt, None)
+        except OSError:
+            self.stats["tun_read_errors"] += 1
+        finally:
+            self.stats["tun_rx"] += n
+            if dropped:
+                self.stats["no_policy"] += dropped
+
+    def _dest(self, sa: EspSa) -> tuple[Any, tuple[str, int]]:
+        """(sendto, address) for an outbound SA: UDP 4500 (RFC 3948) or raw IP protocol 50."""
+        v6 = ":" in sa.remote
+        if sa.udp_encap:
+            sock = self.udp6 if v6 else self.udp4
+            addr = (sa.remote, sa.remote_port)
+        else:
+            sock = self.raw6 if v6 else self.raw4
+            addr = (sa.remote, 0)
+        if sock is None:
+            raise ValueError(f"no {'IPv6' if v6 else 'IPv4'} {'UDP' if sa.udp_encap else 'raw ESP'} socket")
+        return sock.sendto, addr
 
     def _send_esp(self, sa: EspSa, payload: bytes, next_header: int | None) -> None:
-        st = self.stats
         try:
             esp = sa.encapsulate(payload, next_header)
         except EspError:
-            st["seq_overflow"] += 1
+            self.stats["seq_overflow"] += 1
             self._report_rekey(sa)
             return
         if sa.rekey_needed and sa.spi not in self._rekey_reported:
             self._report_rekey(sa)
-        v6 = ":" in sa.remote
         try:
-            if sa.udp_encap:
-                (self.udp6 if v6 else self.udp4).sendto(esp, (sa.remote, sa.remote_port))  # type: ignore[union-attr]
-            else:
-                (self.raw6 if v6 else self.raw4).sendto(esp, (sa.remote, 0))  # type: ignore[union-attr]
-            st["esp_tx"] += 1
-        except (OSError, AttributeError):
-            st["send_errors"] += 1
+            sendto, addr = self._routes[sa.spi]
+            sendto(esp, addr)
+            self.stats["esp_tx"] += 1
+        except (OSError, KeyError):
+            self.stats["send_errors"] += 1
 
     def _report_rekey(self, sa: EspSa) -> None:
         self._rekey_reported.add(sa.spi)
@@ -245,16 +261,19 @@ class Engine:
             self.sad.add(sa.spi, sa)
             return
         old = self.out_sas.get(sa.spi)
+        self._routes[sa.spi] = self._dest(sa)
         self.out_sas[sa.spi] = sa
         if old is not None:
             self.spd.rebind(old, sa)
         if replaces is not None and replaces != sa.spi:
             prev = self.out_sas.pop(replaces, None)
+            self._routes.pop(replaces, None)
             if prev is not None:
                 self.spd.rebind(prev, sa)
 
     def cmd_remove_sa(self, spi: int) -> None:
         self.sad.remove(spi)
+        self._routes.pop(spi, None)
         old = self.out_sas.pop(spi, None)
         if old is not None:
             self.spd.remove_sa(old)
@@ -279,6 +298,8 @@ class Engine:
             return False
         ipaddress.ip_address(addr)
         sa.remote, sa.remote_port = addr, port
+        if spi in self.out_sas:
+            self._routes[spi] = self._dest(sa)
         return True
 
     def cmd_send_transport(self, payload: bytes, next_header: int, src: str, dst: str) -> bool:

@@ -113,6 +113,18 @@ class Spd(Generic[T]):
         self._policies: list[Policy[T]] = []
         self._cache: dict[tuple, Policy[T] | None] = {}
         self._cache_size = cache_size
+        # per IP version: True when no policy looks beyond addresses, so (src, dst) bytes are the key
+        self._addr_only = {4: True, 6: True}
+        self._fast: dict[bytes, Policy[T] | None] = {}
+
+    def _changed(self) -> None:
+        self._cache.clear()
+        self._fast.clear()
+        for v in (4, 6):
+            self._addr_only[v] = all(
+                not p.selector.proto and p.selector.sport == _ANY_PORTS and p.selector.dport == _ANY_PORTS
+                for p in self._policies if p.selector.version == v
+            )
 
     def __iter__(self) -> Iterator[Policy[T]]:
         return iter(self._policies)
@@ -123,13 +135,13 @@ class Spd(Generic[T]):
     def add(self, policy: Policy[T]) -> None:
         self._policies.append(policy)
         self._policies.sort(key=lambda p: (p.priority, tuple(-x for x in p.selector.specificity())))
-        self._cache.clear()
+        self._changed()
 
     def remove_sa(self, sa: T) -> int:
         """Drop policies bound to ``sa``; return how many."""
         before = len(self._policies)
         self._policies = [p for p in self._policies if p.sa is not sa]
-        self._cache.clear()
+        self._changed()
         return before - len(self._policies)
 
     def rebind(self, old: T, new: T) -> None:
@@ -137,10 +149,10 @@ class Spd(Generic[T]):
         for p in self._policies:
             if p.sa is old:
                 p.sa = new
-        self._cache.clear()
+        self._changed()
 
     def clear_cache(self) -> None:
-        self._cache.clear()
+        self._changed()
 
     def lookup(self, src: bytes, dst: bytes, proto: int = 0, sport: int = 0, dport: int = 0) -> Policy[T] | None:
         """First matching policy for a packet (addresses as 4- or 16-byte strings), or None."""
@@ -164,11 +176,24 @@ class Spd(Generic[T]):
         cache[key] = found
         return found
 
-    def lookup_packet(self, packet: bytes | memoryview) -> Policy[T] | None:
+    def lookup_packet(self, packet: bytes) -> Policy[T] | None:
         """Look up an IPv4/IPv6 packet as read from a TUN device (no extension-header walk)."""
         if len(packet) < 20:
             return None
         v = packet[0] >> 4
+        if self._addr_only.get(v):
+            key = packet[12:20] if v == 4 else packet[8:40]
+            try:
+                return self._fast[key]
+            except KeyError:
+                pass
+            if v == 6 and len(packet) < 40:
+                return None
+            found = self.lookup(key[: len(key) // 2], key[len(key) // 2 :])
+            if len(self._fast) >= self._cache_size:
+                self._fast.clear()
+            self._fast[key] = found
+            return found
         if v == 4:
             ihl = (packet[0] & 0x0F) * 4
             proto = packet[9]

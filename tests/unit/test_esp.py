@@ -444,3 +444,20 @@ def test_many_random_keys():
         o = EspSa(spi=0x1234, direction="out", mode="tunnel", encr=20, encr_key=key)
         i = EspSa(spi=0x1234, direction="in", mode="tunnel", encr=20, encr_key=key)
         assert i.decapsulate(o.encapsulate(IPV4_PKT))[1] == IPV4_PKT
+
+
+def test_spd_address_only_fast_path_switches_off_with_port_policies():
+    spd: Spd[str] = Spd()
+    spd.add(Policy(Selector("10.0.0.0/8", "10.2.0.0/16"), sa="wide"))
+    spd.add(Policy(Selector("10.0.0.0/8", "10.2.3.0/24"), sa="narrow"))
+    pkt = bytearray(IPV4_PKT)
+    pkt[12:16], pkt[16:20] = bytes([10, 1, 1, 1]), bytes([10, 2, 3, 4])
+    pkt[9] = 17
+    pkt[20:24] = b"\x00\x35\x00\x35"  # UDP ports 53 -> 53
+    assert spd.lookup_packet(bytes(pkt)).sa == "narrow"
+    pkt[18] = 9
+    assert spd.lookup_packet(bytes(pkt)).sa == "wide"
+    spd.add(Policy(Selector("10.0.0.0/8", "10.2.0.0/16", proto=17, dport=(53, 53)), PolicyAction.BYPASS))
+    assert spd.lookup_packet(bytes(pkt)).action is PolicyAction.BYPASS
+    pkt[9] = 6
+    assert spd.lookup_packet(bytes(pkt)).sa == "wide"
