@@ -17,7 +17,7 @@ from .topology_loader import _stem, build_topology
 TOP_KEYS = ("name", "description", "topology", "subscribers", "ues", "steps", "settings")
 SUBSCRIBER_KEYS = ("imsi", "k", "opc", "op", "amf", "sqn", "apn", "home_prefix_len", "ipv4_hoa", "static_hoa")
 UE_KEYS = ("imsi", "allow_unknown")
-SETTINGS_KEYS = ("capture", "step_timeout")
+SETTINGS_KEYS = ("capture", "step_timeout", "continue_on_failure")
 IMSI_RE = re.compile(r"^[0-9]{15}$")
 APN_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$")
 
@@ -51,6 +51,7 @@ class UeSpec:
 class Settings:
     capture: bool = True  # record pcaps on every segment
     step_timeout: float = 30.0  # seconds, default timeout of a step
+    continue_on_failure: bool = False  # run the remaining steps after a failed one
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,8 @@ def _settings(data: LMap, src: Source) -> Settings:
     capture = src.get(sm, "capture", "settings", "boolean", default=True)
     timeout = src.get(sm, "step_timeout", "settings", "number", default=30.0,
                       check=lambda v: None if v > 0 else "must be positive")
-    return Settings(capture=capture, step_timeout=float(timeout))
+    keep_going = src.get(sm, "continue_on_failure", "settings", "boolean", default=False)
+    return Settings(capture=capture, step_timeout=float(timeout), continue_on_failure=keep_going)
 
 
 def _hex(src: Source, m: LMap, key: str, path: str, nbytes: int, *, required: bool = False,

@@ -468,3 +468,19 @@ def test_pool_exhaustion_by_moves(tmp_path: Path) -> None:
 def test_duplicate_key_in_step_args(tmp_path: Path) -> None:
     p = with_steps(tmp_path, "- ping:\n    from: ue1\n    to: cn1\n    to: ar-a\n")
     assert_error(p, FIRST_STEP_LINE + 3, "steps[0].ping.to", "duplicate key 'to' (first defined on line 12)")
+
+
+def test_settings_continue_on_failure(tmp_path):
+    import shutil
+
+    from s2c.model import ModelError, load_scenario
+
+    root = tmp_path / "s"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "scenarios", root)
+    text = (root / "default.yaml").read_text()
+    assert load_scenario(root / "default.yaml").settings.continue_on_failure is False
+    (root / "k.yaml").write_text(text.replace("  step_timeout: 30", "  step_timeout: 30\n  continue_on_failure: true"))
+    assert load_scenario(root / "k.yaml").settings.continue_on_failure is True
+    (root / "bad.yaml").write_text(text.replace("  step_timeout: 30", "  step_timeout: 30\n  continue_on_failure: maybe"))
+    with pytest.raises(ModelError, match=r"bad\.yaml:\d+: settings\.continue_on_failure"):
+        load_scenario(root / "bad.yaml")
