@@ -363,6 +363,15 @@ def parse_ts(text: str):
     return c.TrafficSelector.from_network(text, proto)
 
 
+def child_config(ch: dict, default_esp: tuple = ()):
+    """``{"mode", "local_ts": [...], "remote_ts": [...], "esp_proposals"?: [...]}`` -> ChildConfig."""
+    from s2c.ike import ChildConfig, ChildMode
+
+    esp = tuple(esp_proposal(p) for p in ch["esp_proposals"]) if "esp_proposals" in ch else default_esp
+    return ChildConfig(ChildMode(ch.get("mode", "tunnel")), tuple(parse_ts(t) for t in ch["local_ts"]),
+                       tuple(parse_ts(t) for t in ch["remote_ts"]), esp or (esp_proposal("aes128gcm16"),))
+
+
 def _identity(spec: Any):
     from s2c.ike import Identity
 
@@ -392,9 +401,7 @@ def build_core(spec: dict, rng: Callable[[int], bytes] = os.urandom):
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    from s2c.ike import (
-        CertAuth, ChildConfig, ChildMode, CpAssignment, IkeConfig, IkeInitiator, IkeResponder, PskAuth, Timers,
-    )
+    from s2c.ike import CertAuth, CpAssignment, IkeConfig, IkeInitiator, IkeResponder, PskAuth, Timers
 
     auth_spec = spec["auth"]
     if "psk" in auth_spec:
@@ -405,10 +412,7 @@ def build_core(spec: dict, rng: Callable[[int], bytes] = os.urandom):
     trusted = tuple(x509.load_pem_x509_certificate(open(p, "rb").read())
                     for p in ([spec["ca"]] if isinstance(spec.get("ca"), str) else spec.get("ca", [])))
     esp = tuple(esp_proposal(p) for p in spec.get("esp_proposals", ["aes128gcm16", "aes256-sha256"]))
-    children = [ChildConfig(ChildMode(ch.get("mode", "tunnel")), tuple(parse_ts(t) for t in ch["local_ts"]),
-                            tuple(parse_ts(t) for t in ch["remote_ts"]),
-                            tuple(esp_proposal(p) for p in ch["esp_proposals"]) if "esp_proposals" in ch else esp)
-                for ch in spec.get("children", [])]
+    children = [child_config(ch, esp) for ch in spec.get("children", [])]
     psk = auth_spec.get("psk")
     kw: dict = dict(
         local_id=_identity(spec["local_id"]), auth=auth,
@@ -512,6 +516,10 @@ def _command(drv: IkeUdpDriver, core: Any, dp: Any, name: str, cmd: dict, now: f
     elif name == "update_addresses":
         new_remote = tuple(cmd["remote"]) if cmd.get("remote") else None
         core.update_addresses((cmd["local"], core.local_addr[1]), now, new_remote)
+    elif name == "create_child":
+        child = child_config(cmd["child"], core.config.child.esp_proposals if core.config.child else ()) \
+            if cmd.get("child") else None
+        core.create_child(sa_id, now, child) if responder else core.create_child(now, child)
     elif name == "rekey_child":
         sa = drv.ike_sa(sa_id)
         spi = cmd.get("spi_in") or sa.children[0].spi_in

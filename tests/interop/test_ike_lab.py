@@ -98,7 +98,7 @@ class SwanLab:
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "SwanLab":
         try:
-            self.pair = NsPair(self.prefix, [f"{A4}/24"], [f"{B4}/24"]).__enter__()
+            self.pair = NsPair(self.prefix, [f"{A4}/24"], [f"{B4}/24"], lo_b=[f"{SWAN_INNER4}/32"]).__enter__()
             for side in ("a", "b"):
                 self.pair.run(side, ["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"], check=False)
             if self.capture:
