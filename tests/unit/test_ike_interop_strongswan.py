@@ -84,7 +84,7 @@ def _driver(spec: dict) -> None:
     if spec["role"] == "initiator":
         child = ChildConfig(ChildMode.TUNNEL, (DynamicTs(4),), (net,), esp)
         cfg = IkeConfig(local_id=local_id, auth=auth, remote_id=remote_id, trusted_certs=trusted,
-                        ike_proposals=proposals, child=child, mobike=False,
+                        ike_proposals=proposals, child=child, mobike=bool(spec.get("mobike")),
                         cp_request=(c.CpAttributeType.INTERNAL_IP4_ADDRESS,),
                         timers=Timers(retransmit_timeout=0.5))
         core = IkeInitiator(cfg, (A_IP, 500), (B_IP, 500), os.urandom)
@@ -97,18 +97,25 @@ def _driver(spec: dict) -> None:
     eap_peer = _eap_md5_peer(spec["local_id"].encode(), EAP_PW.encode())
     md5_state: dict = {}
 
-    s500 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s500.bind((A_IP, 500))
-    s4500 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s4500.bind((A_IP, 4500))
+    socks: dict[tuple[str, int], socket.socket] = {}
+
+    def sock(ip: str, port: int) -> socket.socket:
+        if (ip, port) not in socks:
+            x = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            x.bind((ip, port))
+            socks[(ip, port)] = x
+        return socks[(ip, port)]
+    sock(A_IP, 500)
+    sock(A_IP, 4500)
     stdin = sys.stdin.fileno()
     now = time.monotonic
     if spec["role"] == "initiator":
         core.initiate(now())
     out({"ready": True})
     while True:
+        src_ip = core.local_addr[0]
         for data, addr in core.datagrams_to_send(now()):
-            (s4500 if data[:4] == b"\0\0\0\0" else s500).sendto(data, addr)
+            sock(src_ip, 4500 if data[:4] == b"\0\0\0\0" else 500).sendto(data, addr)
         while (e := core.next_event()) is not None:
             d = {"event": type(e).__name__}
             for k in ("reason", "spi_in", "spi_out", "old_spi_in", "exchange", "notify", "nat_detected"):
@@ -121,6 +128,9 @@ def _driver(spec: dict) -> None:
                 d["ipv4"] = str(e.ipv4)
             if isinstance(e, ev.IkeSaEstablished):
                 d["suite"] = [int(e.suite.encr), int(e.suite.dh)]
+                d["mobike"] = e.mobike
+            if isinstance(e, ev.IkeSaAddressesUpdated):
+                d["local_addr"], d["remote_addr"] = list(e.local_addr), list(e.remote_addr)
             out(d)
             if isinstance(e, ev.EapAuthenticationRequested):   # responder: EAP-MD5 server
                 md5_state["challenge"] = os.urandom(16)
@@ -142,7 +152,7 @@ def _driver(spec: dict) -> None:
                     core.send_eap_response(eap_peer(e.eap), now())
         t = core.get_timer()
         timeout = 0.2 if t is None else max(0.0, min(0.2, t - now()))
-        r, _, _ = select.select([s500, s4500, stdin], [], [], timeout)
+        r, _, _ = select.select([*socks.values(), stdin], [], [], timeout)
         for s in r:
             if s is stdin:
                 line = sys.stdin.readline().strip()
@@ -160,6 +170,8 @@ def _driver(spec: dict) -> None:
                     sa.rekey_ike(now()) if sa else core.rekey_ike(core.sas()[0].sa_id, now())
                 elif line == "dpd":
                     sa.liveness_check(now()) if sa else core.liveness_check(core.sas()[0].sa_id, now())
+                elif line.startswith("mobike "):
+                    sa.update_addresses((line.split()[1], 0), now())
                 elif line == "delete":
                     sa.delete(now()) if sa else core.delete(core.sas()[0].sa_id, now())
             else:
@@ -301,12 +313,13 @@ def _charon(pair, tmp_path, pki_paths=None, name="pdngw", extra_plugins=""):
     return _LoggedCharon(ch)
 
 
-def _responder_conf(local_auth: dict, remote_auth: dict, secrets: dict | None = None) -> str:
+def _responder_conf(local_auth: dict, remote_auth: dict, secrets: dict | None = None, mobike=False) -> str:
     from s2c.lab.strongswan import render
 
     conf = {
         "connections": {"c": {
-            "local_addrs": B_IP, "remote_addrs": A_IP, "version": 2, "encap": True, "mobike": False,
+            "local_addrs": B_IP, "remote_addrs": "%any" if mobike else A_IP, "version": 2, "encap": True,
+            "mobike": mobike,
             "proposals": "aes128-sha256-ecp256,aes128gcm16-prfsha256-x25519", "pools": "vip",
             "local": local_auth, "remote": remote_auth,
             "children": {"t": {"local_ts": "203.0.113.0/24", "remote_ts": "dynamic", "mode": "tunnel",
@@ -457,6 +470,32 @@ def test_responder_eap_md5_charon_is_peer(pair, tmp_path, pki_paths):
             assert drv.names() == ["EapAuthenticationRequested", "EapResponseReceived", "IkeSaEstablished",
                                    "ChildSaEstablished"]
             assert "198.18.0.10" in ch.list_sas()
+        finally:
+            bye = drv.close()
+            print(bye, *drv.events, sep="\n")
+        assert not bye.get("stats"), bye
+
+
+def test_initiator_mobike_update_with_charon(pair, tmp_path):
+    pair.run("a", ["ip", "addr", "add", "198.51.100.11/24", "dev", "veth-a"])
+    with _charon(pair, tmp_path) as ch:
+        ch.load(_responder_conf({"auth": "psk", "id": GW_ID}, {"auth": "psk", "id": UE_ID},
+                                {"ike-1": {"id-1": UE_ID, "id-2": GW_ID, "secret": PSK}}, mobike=True))
+        drv = Driver(pair, {"role": "initiator", "auth": "psk", "local_id": UE_ID, "remote_id": GW_ID,
+                            "mobike": True})
+        try:
+            _check_initiator_established(drv, ch)
+            assert drv.events[1]["mobike"] is True
+            drv.cmd("mobike 198.51.100.11")
+            upd = drv.wait_for("IkeSaAddressesUpdated")
+            assert upd["local_addr"][0] == "198.51.100.11"
+            time.sleep(0.3)
+            sas = ch.list_sas()
+            assert "198.51.100.11" in sas and "ESTABLISHED" in sas, sas
+            drv.cmd("dpd")
+            drv.settle(1.0)
+            drv.cmd("delete")
+            drv.wait_for("IkeSaDeleted")
         finally:
             bye = drv.close()
             print(bye, *drv.events, sep="\n")
