@@ -130,6 +130,7 @@ class ChildSa:
     rekeyed: bool = False
     deleting: bool = False
     replaced: bool = False                     # ChildSaRekeyed already emitted for this SA
+    policy: ChildConfig | None = None          # the policy it was negotiated under (reused for rekeys)
     rekey_exchanges: list = field(default_factory=list)  # (Ni, Nr, new child, initiated by us)
 
 
@@ -143,6 +144,7 @@ class _ChildOffer:
     nonce: bytes = b""
     dh: dhmod.DhPrivateKey | None = None
     rekey_of: ChildSa | None = None
+    policy: ChildConfig | None = None
 
 
 def _u32(b: bytes) -> int:
@@ -840,7 +842,7 @@ class IkeSa:
             groups = [g for p in child.esp_proposals for g in p.dh_groups]
             if groups:
                 dh = dhmod.generate(groups[0], self.rng)
-        return _ChildOffer(spi, props, tsi, tsr, transport, dh=dh, rekey_of=rekey_of)
+        return _ChildOffer(spi, props, tsi, tsr, transport, dh=dh, rekey_of=rekey_of, policy=child)
 
     def _child_offer_payloads(self, offer: _ChildOffer, nonce: bool) -> list:
         ps: list = []
@@ -898,7 +900,8 @@ class IkeSa:
         transport = any(isinstance(x, NotifyPayload) and x.type == NotifyType.USE_TRANSPORT_MODE for x in payloads)
         i2r, r2i = child_keymat(self.ctx.suite.prf, self.ctx.keys.sk_d, suite, ni, nr, shared)
         ch = ChildSa(offer.spi_in, _u32(sa.proposals[0].spi), ChildMode.TRANSPORT if transport else ChildMode.TUNNEL,
-                     suite, r2i, i2r, tsi.selectors, tsr.selectors, tsi.selectors, tsr.selectors, now)
+                     suite, r2i, i2r, tsi.selectors, tsr.selectors, tsi.selectors, tsr.selectors, now,
+                     policy=offer.policy)
         self._add_child(ch, offer.rekey_of, now)
         return ch
 
@@ -964,7 +967,7 @@ class IkeSa:
         spi_in = self._new_spi4()
         i2r, r2i = child_keymat(self.ctx.suite.prf, self.ctx.keys.sk_d, suite, ni, nr, shared)
         ch = ChildSa(spi_in, _u32(offered_prop.spi), ChildMode.TRANSPORT if transport else ChildMode.TUNNEL, suite,
-                     i2r, r2i, n_i, n_r, n_r, n_i, now)
+                     i2r, r2i, n_i, n_r, n_r, n_i, now, policy=child_cfg)
         if transport:
             out.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
         out.append(NotifyPayload(NotifyType.ESP_TFC_PADDING_NOT_SUPPORTED))
@@ -980,7 +983,7 @@ class IkeSa:
         narrowing needed first, then any policy that narrows to something (RFC 7296 §2.9)."""
         policies = [p for p in (self.config.child, *self.config.extra_children) if p is not None] or [ChildConfig()]
         if rekey_of is not None:
-            return policies[0]
+            return rekey_of.policy or policies[0]
         best, best_score = policies[0], (-1, -1)
         for pol in policies:
             remote = [self._resolve_ts(s, False, False) for s in pol.remote_ts]
@@ -1405,7 +1408,8 @@ class IkeSa:
         def go(t: float) -> None:
             if ch not in self.children or ch.replaced:  # the peer rekeyed it meanwhile
                 return
-            offer = self._make_child_offer(self.config.child or ChildConfig(), with_dh=True, rekey_of=ch)
+            offer = self._make_child_offer(ch.policy or self.config.child or ChildConfig(), with_dh=True,
+                                           rekey_of=ch)
             offer.nonce = self.rng(self.config.nonce_len)
             self._request(self.ctx, ExchangeType.CREATE_CHILD_SA, self._child_offer_payloads(offer, nonce=True),
                           "create-child", t, offer=offer)

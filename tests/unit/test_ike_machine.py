@@ -462,6 +462,13 @@ def test_create_additional_tunnel_child():
     assert ch.mode == ChildMode.TUNNEL and ch.ts_local == (c.TrafficSelector.from_address(HOA),)
     _assert_keys_cross(ch, p.gw_events[0])
     assert len(p.ue.children) == 2
+    gw_spi = p.gw_events[0].spi_in
+    p.clear()
+    p.gw.rekey_child(1, gw_spi, p.clock.now)  # rekeyed under its own (tunnel) policy
+    p.pump()
+    assert p.types("ue") == ["ChildSaRekeyed", "ChildSaDeleted"] == p.types("gw")
+    ch = p.ue_events[0].new
+    assert ch.mode == ChildMode.TUNNEL and ch.ts_remote == (c.TrafficSelector.any(6),)
     p.clear()
     p.ue.delete_child(ch.spi_in, p.clock.now)
     p.pump()
