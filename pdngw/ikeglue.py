@@ -71,7 +71,8 @@ class KeyLog:
     """Appends Wireshark UAT records for every SA to ``<dir>/esp_sa`` and ``<dir>/ikev2_decryption_table``.
 
     ESP records use wildcard addresses ("*"): behind the NAT44 the outer addresses differ per link,
-    the SPI alone identifies the SA in a run's pcaps."""
+    the SPI alone identifies the SA in a run's pcaps. The files are Wireshark's UAT format: copy them
+    to ``~/.config/wireshark/`` or pass each line as ``-o uat:esp_sa:<line>`` to tshark."""
 
     def __init__(self, directory: Path | None, prefix: str = "") -> None:
         self.dir = directory
@@ -93,7 +94,11 @@ class KeyLog:
         self._append("ikev2_decryption_table", wireshark_line)
 
     def esp(self, sa: EspSa) -> None:
-        self._append("esp_sa", _quote(esp_sa_record(sa, "*", "*")))
+        # Wireshark 4.0 knows no "Any" protocol in esp_sa: one record per family (MOBIKE may move
+        # the SA from IPv4 to IPv6)
+        rec = esp_sa_record(sa, "*", "*")
+        for proto in ("IPv4", "IPv6"):
+            self._append("esp_sa", _quote([proto, *rec[1:]]))
 
 
 # -- UDP port 500 -------------------------------------------------------------------------------
