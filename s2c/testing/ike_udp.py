@@ -169,14 +169,15 @@ class IkeUdpDriver:
             if self.dp is not None:
                 out, inn = self.dp.install_child_sa(e)
             else:
-                out, inn = EspSa.from_child_sa(e, Direction.OUT), EspSa.from_child_sa(e, Direction.IN)
+                out, inn = EspSa.from_child_sa(e, Direction.OUT, rng=os.urandom), EspSa.from_child_sa(e, Direction.IN)
             self.esp_sas[out.spi] = out
             self.esp_sas[inn.spi] = inn
         elif isinstance(e, ev.ChildSaRekeyed):
             if self.dp is not None:
                 out, inn = self.dp.rekey_child_sa(e.old_spi_in, e.old_spi_out, e.new)
             else:
-                out, inn = EspSa.from_child_sa(e.new, Direction.OUT), EspSa.from_child_sa(e.new, Direction.IN)
+                out, inn = (EspSa.from_child_sa(e.new, Direction.OUT, rng=os.urandom),
+                            EspSa.from_child_sa(e.new, Direction.IN))
             self.esp_sas[out.spi] = out
             self.esp_sas[inn.spi] = inn
         elif isinstance(e, ev.ChildSaDeleted):
