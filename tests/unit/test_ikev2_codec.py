@@ -276,3 +276,49 @@ def test_random_bodies_per_payload_type(ptype, body):
         c.decode_payloads(ptype, chain)
     except c.IkeDecodeError:
         pass
+
+
+_v4 = st.builds(ipaddress.IPv4Address, st.integers(0, 2**32 - 1))
+_v6 = st.builds(ipaddress.IPv6Address, st.integers(0, 2**128 - 1))
+_ts = st.one_of(
+    st.builds(lambda a, b, pr, p1, p2: c.TrafficSelector(a, b, pr, p1, p2), _v4, _v4, st.integers(0, 255),
+              st.integers(0, 65535), st.integers(0, 65535)),
+    st.builds(lambda a, b, pr: c.TrafficSelector(a, b, pr), _v6, _v6, st.integers(0, 255)),
+)
+_transform = st.builds(c.Transform, st.integers(1, 5), st.integers(0, 65535), st.one_of(st.none(), st.integers(0, 65535)),
+                       st.lists(st.tuples(st.integers(1, 13), st.one_of(st.integers(0, 65535), st.binary(max_size=6))),
+                                max_size=2).map(tuple))
+_proposal = st.builds(lambda n, pr, spi, ts: c.Proposal(n, pr, spi, tuple(ts)), st.integers(0, 255), st.integers(0, 255),
+                      st.binary(max_size=8), st.lists(_transform, max_size=4))
+_payload = st.one_of(
+    st.builds(lambda ps: c.SaPayload(tuple(ps)), st.lists(_proposal, min_size=1, max_size=3)),
+    st.builds(c.KePayload, st.integers(0, 65535), st.binary(max_size=64)),
+    st.builds(c.IdiPayload, st.integers(0, 255), st.binary(max_size=30)),
+    st.builds(c.IdrPayload, st.integers(0, 255), st.binary(max_size=30)),
+    st.builds(c.CertPayload, st.integers(0, 255), st.binary(max_size=30)),
+    st.builds(c.CertReqPayload, st.integers(0, 255), st.binary(max_size=30)),
+    st.builds(c.AuthPayload, st.integers(0, 255), st.binary(max_size=30)),
+    st.builds(c.NoncePayload, st.binary(max_size=40)),
+    st.builds(c.NotifyPayload, st.integers(0, 65535), st.binary(max_size=20), st.integers(0, 255),
+              st.binary(max_size=8)),
+    st.builds(lambda pr, size, n, seed: c.DeletePayload(pr, tuple(bytes([seed + i]) * size for i in range(n)) if size else ()),
+              st.integers(0, 255), st.sampled_from([0, 4, 8]), st.integers(0, 3), st.integers(0, 200)),
+    st.builds(c.VendorIdPayload, st.binary(max_size=20)),
+    st.builds(lambda ts: c.TsiPayload(tuple(ts)), st.lists(_ts, max_size=3)),
+    st.builds(lambda ts: c.TsrPayload(tuple(ts)), st.lists(_ts, max_size=3)),
+    st.builds(lambda t, a: c.CpPayload(t, tuple(a)), st.integers(0, 255),
+              st.lists(st.builds(c.CpAttribute, st.integers(0, 0x7FFF), st.binary(max_size=20)), max_size=4)),
+    st.builds(c.EapPayload, st.binary(min_size=4, max_size=20)),
+    st.builds(c.RawPayload, st.integers(55, 255), st.binary(max_size=20)),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_payload, max_size=8), st.integers(0, 2**32 - 1), st.binary(min_size=8, max_size=8),
+       st.binary(min_size=8, max_size=8), st.booleans(), st.booleans(), st.integers(0, 255))
+def test_structured_round_trip(payloads, mid, spi_i, spi_r, init, resp, exch):
+    m = c.IkeMessage(exch, mid, spi_i, spi_r, init, resp, payloads)
+    raw = c.serialize_message(m)
+    back = c.parse_message(raw)
+    assert back == m
+    assert c.serialize_message(back) == raw
