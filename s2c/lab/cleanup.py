@@ -37,7 +37,7 @@ def cleanup(prefix: str = "s2c-", run_dirs: list[Path] | None = None) -> dict[st
     for rd in run_dirs or []:
         recorded |= _recorded_pids(Path(rd), prefix)
 
-    victims: set[int] = set()
+    victims: set[int] = set(nsexec.pids_entering(prefix))
     for pids in nsexec.pids_in_netns(paths).values():
         victims.update(pids)
     victims |= recorded

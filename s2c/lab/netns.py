@@ -370,6 +370,11 @@ class NetnsBackend(Backend):
             # an interface set down keeps its IPv6 addresses (as IPv4 does), so up restores it
             ("ipv6/conf/all/keep_addr_on_down", "1"),
             ("ipv6/conf/default/keep_addr_on_down", "1"),
+            # IPv4 settings are copied from the host's namespace: make the ones that matter to
+            # tunnels and asymmetric paths (home address on a TUN, replies via another radio)
+            # the same on every host
+            ("ipv4/conf/all/rp_filter", "0"),
+            ("ipv4/conf/default/rp_filter", "0"),
         ]
         if node.kind is NodeKind.BRIDGE and not any(
             i.ipv4 or i.ipv6 for i in node.interfaces.values()
@@ -606,11 +611,17 @@ class NetnsBackend(Backend):
 
     def _stop_capture(self, wire: _Wire) -> None:
         if wire.capture is not None:
+            _quiesce([wire.capture])
             wire.capture.terminate(2.0)
             wire.capture = None
 
     def captures(self) -> list[Path]:
         return list(self._pcaps)
+
+    def sync_captures(self, timeout: float = 0.5) -> None:
+        """Wait until the running captures have written every packet seen so far (read pcaps
+        mid-run after this)."""
+        _quiesce([w.capture for w in self._wires if w.capture], timeout)
 
     # ------------------------------------------------------------------ teardown
     def teardown(self) -> None:
@@ -651,7 +662,9 @@ class NetnsBackend(Backend):
 
     def _stop_captures(self) -> None:
         # then captures, so the pcaps hold everything up to the end; tcpdump flushes on SIGTERM
-        _terminate_all([w.capture for w in self._wires if w.capture], grace=2.0)
+        caps = [w.capture for w in self._wires if w.capture]
+        _quiesce(caps)
+        _terminate_all(caps, grace=2.0)
         for w in self._wires:
             w.capture = None
 
@@ -660,6 +673,7 @@ class NetnsBackend(Backend):
         # commands run with exec that outlived their timeout)
         paths = [nsexec.netns_path(ns) for ns in self._created_ns]
         pids = [p for found in nsexec.pids_in_netns(paths).values() for p in found]
+        pids += nsexec.pids_entering(names=list(self._created_ns))
         if pids:
             nsexec.kill_pids(pids, grace=1.0)
 
@@ -983,6 +997,34 @@ class NetnsBackend(Backend):
 
 def _impair_chain(iface: str) -> str:
     return "egress_" + re.sub(r"[^A-Za-z0-9_]", "_", iface)
+
+
+def _quiesce(captures: list[NodeProcess], timeout: float = 0.5) -> None:
+    """Wait until every capture has read what the kernel queued for it.
+
+    A packet that reaches a capture socket wakes tcpdump at once (state R); only when it is back
+    asleep in poll (S) is its ring empty. SIGTERM ends tcpdump's loop without draining the ring,
+    so stopping a capture that is still awake would lose the last packets of a run.
+    """
+    deadline = time.monotonic() + timeout
+    quiet_rounds = 0
+    while time.monotonic() < deadline:
+        states = [_proc_state(p.pid) for p in captures if p.alive()]
+        if all(st in ("S", None) for st in states):
+            quiet_rounds += 1
+            if quiet_rounds >= 2:
+                return
+        else:
+            quiet_rounds = 0
+        time.sleep(0.005)
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0].decode()
+    except (OSError, IndexError):
+        return None
 
 
 def _terminate_all(procs: list[NodeProcess], grace: float) -> None:

@@ -230,6 +230,33 @@ def pids_in_netns(paths: list[str]) -> dict[str, list[int]]:
     return result
 
 
+def pids_entering(prefix: str = "", names: list[str] | None = None) -> list[int]:
+    """Pids still in ``nsenter --net=/run/netns/<prefix>...`` (or exactly one of ``names``):
+    about to enter one of the namespaces, so not yet found by inode. A cleanup racing a spawn
+    must not miss them."""
+    want = f"--net={NETNS_RUN_DIR}/{prefix}".encode()
+    exact = {f"--net={NETNS_RUN_DIR}/{n}".encode() for n in names} if names is not None else None
+    me = os.getpid()
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if not argv or not argv[0].endswith(b"nsenter"):
+            continue
+        if exact is not None:
+            hit = any(a in exact for a in argv[1:4])
+        else:
+            hit = any(a.startswith(want) for a in argv[1:4])
+        if hit:
+            out.append(int(entry))
+    return out
+
+
 def kill_pids(pids: list[int], grace: float = 1.0) -> list[int]:
     """SIGTERM, wait up to ``grace`` s, SIGKILL what is left; return the pids that were signalled."""
     signalled = []

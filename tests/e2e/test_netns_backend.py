@@ -157,7 +157,7 @@ def test_ping_through_nat44_seen_at_cn(lab_factory):
     pcaps = {p.name: p for p in lab.captures()}
     inside = pcaps["ue1.wlan0--wlan-a.pcap"]
     outside = pcaps["pdngw.eth1--cn.eth0.pcap"]
-    time.sleep(0.2)  # tcpdump -U flushes per packet; give it a moment
+    lab.sync_captures()  # tcpdump has written what it saw (-U: per packet)
     assert set(tshark_fields(inside, "icmp.type == 8", "ip.src")) == {"192.0.2.10"}
     # beyond ar-a the UE's private source is gone: NAT44 rewrote it to ar-a's outside address
     srcs = set(tshark_fields(outside, "icmp.type == 8", "ip.src"))
