@@ -76,7 +76,8 @@ def allocator(req):
 def ue_config(auth=None, **kw) -> IkeConfig:
     kw.setdefault("remote_id", Identity.fqdn(GW_FQDN))
     kw.setdefault("cp_request", DSMIP6_CP_REQUEST)
-    return IkeConfig(local_id=Identity.rfc822(NAI), auth=auth or PskAuth(b"s3cr3t-psk"), **kw)
+    kw.setdefault("local_id", Identity.rfc822(NAI))
+    return IkeConfig(auth=auth or PskAuth(b"s3cr3t-psk"), **kw)
 
 
 def gw_config(auth=None, **kw) -> IkeConfig:
