@@ -191,6 +191,8 @@ class IkeResponder(_CoreBase):
         self._by_spi: dict[bytes, IkeSa] = {}
         self._by_init: dict[tuple[str, bytes], IkeSa] = {}
         self._zombies: dict[bytes, tuple[IkeSa, float]] = {}  # closed SAs answering retransmits for a while
+        self._spi_reply_second = -1
+        self._spi_replies = 0
         self._now = 0.0
         self._cookie_secret = rng(32)
         self._cookie_prev = self._cookie_secret
@@ -268,6 +270,7 @@ class IkeResponder(_CoreBase):
             sa = self._zombies[local_spi][0]
         if sa is None:
             self._drop("unknown_spi", f"no IKE SA for SPI {local_spi.hex()}")
+            self._invalid_ike_spi(msg, addr, now)
             return
         try:
             sa.handle_message(msg, addr, now)
@@ -296,6 +299,23 @@ class IkeResponder(_CoreBase):
         self.sa(sa_id).peer_alive(now)
 
     # -- internals
+    def _invalid_ike_spi(self, msg: IkeMessage, addr: Addr, now: float) -> None:
+        """Unprotected INVALID_IKE_SPI answer to a request for an unknown IKE SA (RFC 7296 §2.21.4),
+        at most 10 per second; lets a UE notice a restarted PDN GW without waiting for DPD."""
+        if msg.is_response:
+            return
+        second = int(now)
+        if second != self._spi_reply_second:
+            self._spi_reply_second, self._spi_replies = second, 0
+        if self._spi_replies >= 10:
+            return
+        self._spi_replies += 1
+        self.stats["invalid_ike_spi_sent"] += 1
+        resp = IkeMessage(msg.exchange, msg.message_id, msg.spi_i, msg.spi_r, not msg.is_initiator, True,
+                          [NotifyPayload(NotifyType.INVALID_IKE_SPI)])
+        data = c.serialize_message(resp)
+        self._out.append(((c.NON_ESP_MARKER + data) if addr[1] != 500 else data, addr))
+
     def _initial_contact(self, new: IkeSa) -> None:
         """INITIAL_CONTACT: forget (without signalling) older IKE SAs with the same peer identity."""
         pid = str(new.peer_id)

@@ -582,6 +582,15 @@ def test_tampered_and_unknown_spi_messages_are_dropped():
     data[8] ^= 1  # SPIr
     p.gw.receive_datagram(bytes(data), (UE_IP, 500), p.clock.now)
     assert p.gw.stats["unknown_spi"] == 1
+    # RFC 7296 §2.21.4: unprotected INVALID_IKE_SPI with the same SPIs and message ID
+    (out, addr), = p.gw.datagrams_to_send(p.clock.now)
+    m = c.parse_message(out)
+    assert addr == (UE_IP, 500) and m.is_response and not m.is_initiator
+    assert (m.spi_i, m.spi_r, m.message_id) == (bytes(data[:8]), bytes(data[8:16]), sa.ctx.my_mid)
+    assert m.payloads == [c.NotifyPayload(NotifyType.INVALID_IKE_SPI)]
+    for _ in range(20):
+        p.gw.receive_datagram(bytes(data), (UE_IP, 500), p.clock.now)
+    assert len(p.gw.datagrams_to_send(p.clock.now)) == 9  # rate limit: 10 per second
 
 
 def test_commands_in_wrong_state_raise_protocol_error():
@@ -729,7 +738,9 @@ def test_closed_responder_answers_retransmitted_delete():
     assert p.gw.datagrams_to_send(p.clock.now) == first
     p.gw.handle_timer(p.clock.now + 100)
     p.gw.receive_datagram(req, (UE_IP, 500), p.clock.now + 100)
-    assert p.gw.datagrams_to_send(p.clock.now) == [] and p.gw.stats["unknown_spi"] == 1
+    (late, _), = p.gw.datagrams_to_send(p.clock.now)
+    assert p.gw.stats["unknown_spi"] == 1 and late != first[0][0]
+    assert c.parse_message(late).payloads == [c.NotifyPayload(NotifyType.INVALID_IKE_SPI)]
 
 
 def test_ike_over_ipv6_and_invalid_ke_across_proposals():
