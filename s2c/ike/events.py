@@ -7,7 +7,7 @@ import ipaddress
 from dataclasses import dataclass
 from enum import Enum
 
-from s2c.codec.ikev2 import NotifyType, TrafficSelector
+from s2c.codec.ikev2 import TrafficSelector
 from s2c.crypto.ike_suites import EspKeys, EspSuite, IkeSuite
 
 Addr = tuple[str, int]

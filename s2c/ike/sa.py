@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from s2c.codec import ikev2 as c
 from s2c.codec.ikev2 import (
     AuthMethod, CfgType, CpAttribute, CpAttributeType, ExchangeType, IkeDecodeError, IkeHeader, IkeMessage,
-    NotifyPayload, NotifyType, PayloadType, ProtocolId, TrafficSelector, TransformType,
+    NotifyPayload, NotifyType, ProtocolId, TrafficSelector, TransformType,
 )
 from s2c.crypto import dh as dhmod
 from s2c.crypto.ike_suites import (
@@ -311,7 +311,6 @@ class IkeSa:
         self._cookie_retries = 0
         self._peer_hashes: list[int] = []
         self._child_offer: _ChildOffer | None = None
-        self._auth_req: IkeMessage | None = None     # responder: first IKE_AUTH request payloads
         self._auth_req_payloads: list = []
         self._idi: c.IdiPayload | None = None
         self._idr: c.IdrPayload | None = None
@@ -577,8 +576,6 @@ class IkeSa:
         ps: list = [idi]
         eap = isinstance(self.config.auth, EapAuth)
         self._eap_mode = eap
-        if isinstance(self.config.auth, CertAuth) and not eap:
-            pass
         ps += self._certreq()
         if self.config.initial_contact:
             ps.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
@@ -604,8 +601,6 @@ class IkeSa:
         a = next((p for p in payloads if isinstance(p, c.AuthPayload)), None)
         if a is None:
             raise authmod.AuthError("no AUTH payload")
-        if self.config.remote_id is not None and not self.is_ue:
-            pass
         if use_msk is not None:
             if a.method != AuthMethod.SHARED_KEY_MESSAGE_INTEGRITY_CODE:
                 raise authmod.AuthError("EAP AUTH must use the shared key method")
@@ -1328,6 +1323,8 @@ class IkeSa:
                     removed.append(ch)
         if removed:
             out.append(c.DeletePayload(ProtocolId.ESP, tuple(ch.spi_in.to_bytes(4, "big") for ch in removed)))
+        # RFC 4555 §3.5/§5.4 return routability: COOKIE2 is echoed unchanged (strongSwan closes the SA otherwise)
+        out += [NotifyPayload(NotifyType.COOKIE2, n.data) for n in notifies if n.type == NotifyType.COOKIE2]
         if any(n.type == NotifyType.UPDATE_SA_ADDRESSES for n in notifies):
             if not self.mobike or self.is_ue:
                 raise ProtocolError("UPDATE_SA_ADDRESSES without MOBIKE", NotifyType.INVALID_SYNTAX)

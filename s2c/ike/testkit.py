@@ -14,7 +14,6 @@ from cryptography.x509.oid import NameOID
 
 from s2c.ike import (
     DSMIP6_CP_REQUEST, CertAuth, CpAssignment, EapAuth, Identity, IkeConfig, IkeInitiator, IkeResponder, PskAuth,
-    Timers,
 )
 from s2c.testing.fake import FakeClock, FakeNetwork, seeded_rng
 
