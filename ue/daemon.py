@@ -6,6 +6,7 @@ Params (docs/control.md): ``imsi``, ``k``, ``opc`` or ``op``, ``sqn`` (the USIM'
 (ask for an IPv4 HoA too, default true), ``radios``; optional ``pdngw_fqdn`` (IDr),
 ``pki`` (folder with ``ca.crt``; default <run dir>/pki), ``dpd_interval`` (s, default 2),
 ``retransmit_timeout`` (s, default 0.5), ``retransmit_tries`` (default 4), ``reattach`` (default true),
+``ike_rekey_time`` / ``child_rekey_time`` (s, default 3600 / 1200: the UE rekeys, RFC 7296 §2.8),
 ``workers`` (data plane processes, default 1), ``keys`` (Wireshark key files, default <run dir>/keys).
 Peers: ``pdngw`` (its S2c addresses).
 
@@ -85,6 +86,8 @@ class UeDaemon(NodeDaemon):
         self.rto = float(p.get("retransmit_timeout") or 0.5)
         self.tries = int(p.get("retransmit_tries") or 4)
         self.reattach = bool(p.get("reattach", True))
+        self.ike_rekey = float(p.get("ike_rekey_time") or 3600.0)
+        self.child_rekey = float(p.get("child_rekey_time") or 1200.0)
         self.workers = int(p.get("workers") or 1)
         window = SqnWindow.starting_at(int(p["sqn"])) if p.get("sqn") else SqnWindow()
         self.window = window  # one USIM for the daemon's life: SQN freshness spans re-attaches
@@ -281,7 +284,7 @@ class UeDaemon(NodeDaemon):
             local_id=Identity.rfc822(self.nai or ""), auth=EapAuth(), remote_id=Identity.fqdn(self.fqdn),
             trusted_certs=(ca,), ike_proposals=IKE_PROPOSALS, child=MH_CHILD, cp_request=cp, mobike=True,
             timers=Timers(retransmit_timeout=self.rto, retransmit_factor=1.5, retransmit_tries=self.tries,
-                          dpd_interval=self.dpd),
+                          dpd_interval=self.dpd, ike_rekey_time=self.ike_rekey, child_rekey_time=self.child_rekey),
         )
 
     def _tunnel_child(self) -> ChildConfig:
@@ -615,6 +618,7 @@ class UeDaemon(NodeDaemon):
             await asyncio.sleep(0.1)
             try:
                 self._check_radio()
+                self._check_dataplane_events()
             except Exception:  # noqa: BLE001
                 self.counters["monitor_errors"] += 1
                 self.log.exception("radio monitor")
@@ -647,6 +651,22 @@ class UeDaemon(NodeDaemon):
             return {"moved": False, "error": str(exc)}
         self._pump()
         return {"moved": True, "coa": coa, "pdngw": pgw}
+
+    def _check_dataplane_events(self) -> None:
+        """An outbound SA near its sequence-number limit asks for a rekey (RFC 4303 §3.3.3)."""
+        if self.dp is None or not self.dp.events:
+            return
+        events, self.dp.events = self.dp.events, []
+        for e in events:
+            if e and e[0] == "rekey_needed" and self.ike is not None and self.state == "attached":
+                ch = next((c for c in self.children.values() if c.spi_out == e[1]), None)
+                if ch is not None:
+                    self.counters["rekey_needed"] += 1
+                    try:
+                        self.ike.rekey_child(ch.spi_in, self._now())
+                    except ProtocolError:
+                        pass
+                    self._pump()
 
     def _radio_changed_cmd(self, args: dict[str, Any]) -> dict[str, Any]:
         radio = args.get("radio")

@@ -32,7 +32,8 @@ HA = "2001:db8:1::1"
 class Lab:
     """hss + pdngw in namespace b, ue in namespace a, joined by one veth (the 'radio')."""
 
-    def __init__(self, workdir: Path, imsi: str = IMSI, k: str = K, subscribers: list | None = None) -> None:
+    def __init__(self, workdir: Path, imsi: str = IMSI, k: str = K, subscribers: list | None = None,
+                 **ue_extra) -> None:
         self.dir = workdir
         self.prefix = f"s2ct-ue-{secrets.token_hex(2)}"
         self.pair = NsPair(self.prefix, a_addrs=[f"{UE4}/24", f"{UE6}/64"], b_addrs=[f"{PGW4}/24", f"{PGW6}/64"],
@@ -42,7 +43,7 @@ class Lab:
             {"imsi": IMSI, "k": K, "opc": OPC, "amf": "8000", "sqn": 0, "apn": "internet"}]
         self.ue_params = {"imsi": imsi, "k": k, "opc": OPC, "sqn": 0, "ipv4_hoa": True,
                           "radios": {"veth-a": {"network": "wlan", "up": True}}, "dpd_interval": 1.0,
-                          "retransmit_timeout": 0.3, "retransmit_tries": 3}
+                          "retransmit_timeout": 0.3, "retransmit_tries": 3, **ue_extra}
 
     def sock(self, node: str) -> str:
         return str(self.dir / f"{node}.sock")
@@ -228,3 +229,55 @@ def test_garbage_datagrams_do_not_hurt_other_ues(workdir):
         assert c.get("ike_dropped", 0) >= 40
         assert lab.procs["pdngw"].poll() is None
         del socket
+
+
+def test_rekey_child_and_ike_sa_keeps_traffic(workdir):
+    with Lab(workdir, child_rekey_time=1.0, ike_rekey_time=1.7) as lab:
+        res = lab.ctl("ue", 30).call("attach", timeout=30, radio="veth-a", wait=20)
+        assert res["state"] == "attached", res
+        before = lab.ctl("ue").call("sas")[0]
+        hoa = res["hoa"]["ipv6"]
+        r = lab.pair.run("a", ["ping", "-n", "-c", "25", "-i", "0.2", "-W", "1", "-I", hoa, CN6], check=False)
+        after = lab.ctl("ue").call("sas")[0]
+        # the IKE SA got new SPIs, every CHILD SA too, and pings kept going through the rekeys
+        assert after["spi_i"] != before["spi_i"]
+        assert not {c["spi_in"] for c in after["children"]} & {c["spi_in"] for c in before["children"]}
+        assert sorted(c["mode"] for c in after["children"]) == ["transport", "tunnel"]
+        received = int(r.stdout.split(" received")[0].rsplit(" ", 1)[-1])
+        assert received >= 22, r.stdout
+        # both ends agree on the SAs (sampled until no rekey is in flight between the two queries)
+        for _ in range(40):
+            ue_sa = lab.ctl("ue").call("sas")[0]
+            psas = lab.ctl("pdngw").call("sas")
+            if len(psas) == 1 and psas[0]["spi_i"] == ue_sa["spi_i"] and \
+                    {c["spi_in"] for c in psas[0]["children"]} == {c["spi_out"] for c in ue_sa["children"]}:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"UE and PDN GW disagree: {ue_sa} vs {psas}")
+        keys = (workdir / "keys" / "ikev2_decryption_table").read_text().splitlines()
+        assert len(keys) >= 2  # the rekeyed IKE SA's keys were exported too
+
+
+def test_garbage_during_a_session_leaves_it_working(workdir):
+    with Lab(workdir) as lab:
+        res = lab.ctl("ue", 30).call("attach", timeout=30, radio="veth-a", wait=20)
+        assert res["state"] == "attached", res
+        spi_i = bytes.fromhex(lab.ctl("ue").call("sas")[0]["spi_i"])
+        code = ("import socket,os,struct\n"
+                "spi=bytes.fromhex('%s')\n"
+                "s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\n"
+                "for n in range(40):\n"
+                " hdr=spi+os.urandom(8)+bytes([46,0x20,37,8])+struct.pack('!II',n,28+n)\n"
+                " s.sendto(hdr+os.urandom(n), ('%s', 500))\n"
+                " s.sendto(b'\\0\\0\\0\\0'+hdr+os.urandom(n), ('%s', 4500))\n"
+                " s.sendto(os.urandom(8+n), ('%s', 4500))\n") % (spi_i.hex(), PGW6, PGW6, PGW6)
+        lab.pair.run("a", [sys.executable, "-c", code])
+        time.sleep(0.5)
+        assert lab.ctl("pdngw").call("status")["established"] == 1
+        r = lab.pair.run("a", ["ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", "-I", res["hoa"]["ipv6"], CN6],
+                         check=False)
+        assert r.returncode == 0, r.stdout
+        assert lab.ctl("pdngw").call("counters").get("ike_dropped", 0) >= 40
+        d = lab.ctl("ue").call("detach")
+        assert d["deleted"] is True
