@@ -256,3 +256,21 @@ def test_logs_never_contain_secrets(hss_daemon):
     assert "vector imsi=001010000000001" in log
     for s in secrets:
         assert s not in log
+
+
+def test_mar_eap_aka_prime_returns_ck_ik_prime(hss_daemon):
+    from s2c.crypto.aka_kdf import ck_ik_prime
+
+    d = hss_daemon()
+    with DiameterClient("127.0.0.1", d.port) as c:
+        c.cer()
+        ans = c.request(mar(scheme="EAP-AKA'"))
+        assert ans.result_code == ResultCode.DIAMETER_MISSING_AVP  # ANID is required for AKA'
+        ans = c.request(mar(scheme="Digest-AKAv1-MD5"))
+        assert ans.experimental_result == (10415, 5006)
+        item = MultimediaAuthAnswer.from_message(c.request(mar(scheme="EAP-AKA'", anid="WLAN"))).items[0]
+        assert item.scheme == "EAP-AKA'"
+        rand, autn = item.authenticate[:16], item.authenticate[16:]
+        chk = milenage.check_autn(K, OPC, rand, autn)
+        assert chk.mac_ok and item.authorization == chk.res
+        assert (item.confidentiality_key, item.integrity_key) == ck_ik_prime(chk.ck, chk.ik, b"WLAN", autn[:6])
