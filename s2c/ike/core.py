@@ -145,7 +145,9 @@ class IkeInitiator(_CoreBase):
 
     # -- inputs
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
-        data = _strip_marker(bytes(data))
+        data = bytes(data)
+        marker = len(data) > 4 and data[:4] == c.NON_ESP_MARKER
+        data = _strip_marker(data)
         try:
             msg = c.parse_message(data)
         except IkeDecodeError as e:
@@ -155,7 +157,7 @@ class IkeInitiator(_CoreBase):
             self._drop("unexpected", "IKE_SA_INIT request at the initiator")
             return
         try:
-            self.sa.handle_message(msg, addr, now)
+            self.sa.handle_message(msg, addr, now, marker)
         except ProtocolError as e:
             self._drop("protocol_error", str(e))
         finally:
@@ -252,17 +254,19 @@ class IkeResponder(_CoreBase):
     # -- inputs
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         self._now = max(self._now, now)
-        data = _strip_marker(bytes(data))
+        data = bytes(data)
+        marker = len(data) > 4 and data[:4] == c.NON_ESP_MARKER
+        data = _strip_marker(data)
         try:
             msg = c.parse_message(data)
         except c.UnsupportedCriticalPayload as e:
-            self._unsupported_critical_in_init(data, e, addr)
+            self._unsupported_critical_in_init(data, e, addr, marker)
             return
         except IkeDecodeError as e:
             self._drop("malformed", str(e))
             return
         if msg.exchange == ExchangeType.IKE_SA_INIT and not msg.is_response:
-            self._on_init_request(msg, addr, now)
+            self._on_init_request(msg, addr, now, marker)
             return
         local_spi = msg.spi_r if msg.is_initiator else msg.spi_i
         sa = self._by_spi.get(local_spi)
@@ -270,10 +274,10 @@ class IkeResponder(_CoreBase):
             sa = self._zombies[local_spi][0]
         if sa is None:
             self._drop("unknown_spi", f"no IKE SA for SPI {local_spi.hex()}")
-            self._invalid_ike_spi(msg, addr, now)
+            self._invalid_ike_spi(msg, addr, now, marker)
             return
         try:
-            sa.handle_message(msg, addr, now)
+            sa.handle_message(msg, addr, now, marker)
         except ProtocolError as e:
             self._drop("protocol_error", str(e))
         finally:
@@ -299,7 +303,7 @@ class IkeResponder(_CoreBase):
         self.sa(sa_id).peer_alive(now)
 
     # -- internals
-    def _invalid_ike_spi(self, msg: IkeMessage, addr: Addr, now: float) -> None:
+    def _invalid_ike_spi(self, msg: IkeMessage, addr: Addr, now: float, marker: bool) -> None:
         """Unprotected INVALID_IKE_SPI answer to a request for an unknown IKE SA (RFC 7296 §2.21.4),
         at most 10 per second; lets a UE notice a restarted PDN GW without waiting for DPD."""
         if msg.is_response:
@@ -314,7 +318,7 @@ class IkeResponder(_CoreBase):
         resp = IkeMessage(msg.exchange, msg.message_id, msg.spi_i, msg.spi_r, not msg.is_initiator, True,
                           [NotifyPayload(NotifyType.INVALID_IKE_SPI)])
         data = c.serialize_message(resp)
-        self._out.append(((c.NON_ESP_MARKER + data) if addr[1] != 500 else data, addr))
+        self._out.append(((c.NON_ESP_MARKER + data) if marker else data, addr))
 
     def _initial_contact(self, new: IkeSa) -> None:
         """INITIAL_CONTACT: forget (without signalling) older IKE SAs with the same peer identity."""
@@ -347,11 +351,12 @@ class IkeResponder(_CoreBase):
             for k in [k for k, v in self._by_init.items() if v is sa]:
                 del self._by_init[k]
 
-    def _stateless(self, req: IkeMessage, payloads: list, addr: Addr) -> None:
+    def _stateless(self, req: IkeMessage, payloads: list, addr: Addr, marker: bool = False) -> None:
         resp = IkeMessage(ExchangeType.IKE_SA_INIT, 0, req.spi_i, bytes(8), False, True, payloads)
-        self._out.append((c.serialize_message(resp), addr))
+        self._out.append(((c.NON_ESP_MARKER if marker else b"") + c.serialize_message(resp), addr))
 
-    def _unsupported_critical_in_init(self, data: bytes, e: c.UnsupportedCriticalPayload, addr: Addr) -> None:
+    def _unsupported_critical_in_init(self, data: bytes, e: c.UnsupportedCriticalPayload, addr: Addr,
+                                      marker: bool = False) -> None:
         try:
             h = c.parse_header(data)
         except IkeDecodeError:
@@ -359,7 +364,8 @@ class IkeResponder(_CoreBase):
             return
         if h.exchange == ExchangeType.IKE_SA_INIT and not h.is_response:
             req = IkeMessage(ExchangeType.IKE_SA_INIT, 0, h.spi_i)
-            self._stateless(req, [NotifyPayload(NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD, bytes([e.payload_type]))], addr)
+            self._stateless(req, [NotifyPayload(NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD, bytes([e.payload_type]))], addr,
+                            marker)
         self._drop("unsupported_critical", str(e))
 
     def _cookie(self, ni: bytes, addr: Addr, spi_i: bytes, secret: bytes, ver: int) -> bytes:
@@ -385,12 +391,12 @@ class IkeResponder(_CoreBase):
                 return True
         return False
 
-    def _on_init_request(self, msg: IkeMessage, addr: Addr, now: float) -> None:
+    def _on_init_request(self, msg: IkeMessage, addr: Addr, now: float, marker: bool = False) -> None:
         key = (addr[0], msg.spi_i)
         existing = self._by_init.get(key)
         if existing is not None:
             try:
-                existing.handle_message(msg, addr, now)   # retransmission: cached answer
+                existing.handle_message(msg, addr, now, marker)   # retransmission: cached answer
             except ProtocolError as e:
                 self._drop("protocol_error", str(e))
             finally:
@@ -408,23 +414,23 @@ class IkeResponder(_CoreBase):
             if not self._cookie_ok(msg, nonce.data, addr):
                 self.stats["cookie_sent"] += 1
                 self._stateless(msg, [NotifyPayload(NotifyType.COOKIE, self._cookie(
-                    nonce.data, addr, msg.spi_i, self._cookie_secret, self._cookie_ver))], addr)
+                    nonce.data, addr, msg.spi_i, self._cookie_secret, self._cookie_ver))], addr, marker)
                 return
         chosen = select_ike_proposal(sa_p, self.config.ike_proposals, ke.group)
         if chosen is None:
             self.stats["no_proposal_chosen"] += 1
-            self._stateless(msg, [NotifyPayload(NotifyType.NO_PROPOSAL_CHOSEN)], addr)
+            self._stateless(msg, [NotifyPayload(NotifyType.NO_PROPOSAL_CHOSEN)], addr, marker)
             return
         prop, suite = chosen
         if suite.dh != ke.group:
             self.stats["invalid_ke"] += 1
-            self._stateless(msg, [c.notify_invalid_ke(suite.dh)], addr)
+            self._stateless(msg, [c.notify_invalid_ke(suite.dh)], addr, marker)
             return
         sa = IkeSa(self.config, is_initiator=False, sa_id=self._next_id, rng=self.rng, local_addr=self.local_addr,
                    remote_addr=addr, events=self._events, allocator=self.allocator, on_spi=self._on_spi,
                    on_initial_contact=self._initial_contact)
         try:
-            sa.handle_init_request(msg, addr, now, suite, prop)
+            sa.handle_init_request(msg, addr, now, suite, prop, marker)
         except dhmod.DhError as e:
             self._drop("protocol_error", f"bad KE: {e}")
             return

@@ -858,7 +858,7 @@ class IkeSa:
     def _child_event(self, ch: ChildSa) -> ev.ChildSaEstablished:
         return ev.ChildSaEstablished(
             self.sa_id, ch.spi_in, ch.spi_out, ch.mode, "esp", ch.ts_i, ch.ts_r, ch.ts_local, ch.ts_remote, ch.suite,
-            ch.keys_in, ch.keys_out, self.natt, self.local_addr, self.remote_addr)
+            ch.keys_in, ch.keys_out, self.nat_detected, self.local_addr, self.remote_addr)
 
     def _finish_child(self, offer: _ChildOffer, payloads: list, ni: bytes, nr: bytes, shared: bytes | None,
                       now: float, ike_auth: bool) -> ChildSa | None:
@@ -995,7 +995,7 @@ class IkeSa:
     # ------------------------------------------------------------------ responder side
 
     def handle_init_request(self, msg: IkeMessage, addr: Addr, now: float, suite: IkeSuite,
-                            chosen: c.Proposal) -> None:
+                            chosen: c.Proposal, marker: bool = False) -> None:
         """Answer a (cookie-checked, proposal-selected) IKE_SA_INIT request (RFC 7296 §1.2)."""
         self.created = now
         self.last_rx = now
@@ -1030,7 +1030,7 @@ class IkeSa:
         self.ctx.peer_mid = 1
         self.state = SaState.INIT_DONE
         self._on_spi(self, self.ctx.spi_r, True)
-        self.out.append((data, addr))  # IKE_SA_INIT always goes out on port 500 without a marker
+        self.out.append(((c.NON_ESP_MARKER if marker else b"") + data, addr))  # same port as the request
 
     def _on_auth_request(self, mid: int, payloads: list, addr: Addr, now: float) -> None:
         ctx = self.ctx
@@ -1172,8 +1172,9 @@ class IkeSa:
 
     # ------------------------------------------------------------------ datagram input
 
-    def handle_message(self, msg: IkeMessage, addr: Addr, now: float) -> None:
-        """A parsed datagram addressed to this session (by SPI). ProtocolError for illegal input."""
+    def handle_message(self, msg: IkeMessage, addr: Addr, now: float, marker: bool = False) -> None:
+        """A parsed datagram addressed to this session (by SPI); ``marker``: it came with the non-ESP
+        marker (port 4500). ProtocolError for illegal input."""
         ctx = self._ctx_for(msg)
         if self.state == SaState.CLOSED:
             # a closed SA still answers a retransmitted last request (e.g. a Delete) from its cache
@@ -1189,7 +1190,7 @@ class IkeSa:
                 self._on_init_response(msg, now)
                 return
             if not msg.is_response and ctx.last_response and ctx.last_response[0] == 0 and msg.raw == self._init_req:
-                self.out.append((ctx.last_response[1], addr))
+                self.out.append(((c.NON_ESP_MARKER if marker else b"") + ctx.last_response[1], addr))
                 self.retransmissions += 1
                 return
             raise ProtocolError("unexpected IKE_SA_INIT")
@@ -1210,6 +1211,8 @@ class IkeSa:
             self.last_rx = now
             ctx.pending = None
             ctx.my_mid += 1
+            if marker and not self.is_ue:
+                self.natt = True  # the peer floated to port 4500: keep using the marker
             self._dispatch_response(ctx, p, payloads, now)
             self._kick(now)
             return
@@ -1236,6 +1239,8 @@ class IkeSa:
         self.last_rx = now
         ctx.peer_mid += 1
         ctx.last_response = None
+        if marker and not self.is_ue:
+            self.natt = True  # the peer floated to port 4500 (NAT or MOBIKE, RFC 4555 §3.3): answer there
         if addr != self.remote_addr and not self.is_ue and (msg.exchange == ExchangeType.IKE_AUTH
                                                             or (self.natt and not self.mobike)):
             self.remote_addr = addr  # RFC 7296 §2.23: follow the peer behind a NAT

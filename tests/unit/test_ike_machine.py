@@ -766,3 +766,25 @@ def test_ike_over_ipv6_and_invalid_ke_across_proposals():
     assert evs[0].suite.encr == EncrId.ENCR_AES_GCM_16 and evs[0].suite.dh == DhGroup.CURVE25519
     assert evs[0].local_addr == (ue_ip, 500) and not evs[0].nat_detected
     assert gw.stats["invalid_ke"] == 1
+
+
+def test_responder_follows_initiator_floating_to_4500_without_nat():
+    """A MOBIKE initiator may move to port 4500 after IKE_SA_INIT without any NAT (RFC 4555 §3.3, as
+    strongSwan/Android do): the responder answers with the non-ESP marker on 4500, ESP is not
+    UDP-encapsulated (nat_t False), and keeps using 4500 for its own requests."""
+    p = make_pair(ue_config(), gw_config())
+    p.ue.initiate(p.clock.now)
+    p.gw.receive_datagram(p.ue.datagrams_to_send(p.clock.now)[0][0], (UE_IP, 500), p.clock.now)
+    p.ue.receive_datagram(p.gw.datagrams_to_send(p.clock.now)[0][0], (GW_IP, 500), p.clock.now)
+    (auth, _), = p.ue.datagrams_to_send(p.clock.now)
+    p.gw.receive_datagram(b"\0\0\0\0" + auth, (UE_IP, 4500), p.clock.now)
+    (resp, addr), = p.gw.datagrams_to_send(p.clock.now)
+    assert addr == (UE_IP, 4500) and resp[:4] == b"\0\0\0\0"
+    p.ue.receive_datagram(resp, (GW_IP, 4500), p.clock.now)
+    p.pump()
+    assert p.types("gw") == ESTABLISHED_GW and p.types("ue") == ESTABLISHED_UE
+    assert not p.gw_events[1].nat_t and not p.ue_events[2].nat_t
+    assert p.gw_events[1].remote_addr == (UE_IP, 4500)
+    p.gw.liveness_check(1, p.clock.now)
+    (dpd, addr), = p.gw.datagrams_to_send(p.clock.now)
+    assert addr == (UE_IP, 4500) and dpd[:4] == b"\0\0\0\0"
