@@ -32,8 +32,8 @@ def esp_sa_record(sa: EspSa, src: str | None = None, dst: str | None = None) -> 
         a, b = (sa.local or "*", sa.remote or "*")
         src, dst = (a, b) if sa.direction.value == "out" else (b, a)
     proto = "IPv6" if ":" in (src + dst) else "IPv4"
-    if src == dst == "*":
-        proto = "Any"
+    if src == dst == "*":  # tshark 4.0 knows only "IPv4"/"IPv6" here ("Any" matches nothing): use the SA's family
+        proto = "IPv6" if ":" in f"{sa.local}{sa.remote}" else "IPv4"
     key = "0x" + sa.encr_key.hex() if sa.encr_key else ""
     ikey = "0x" + sa.integ_key.hex() if sa.integ_key else ""
     return [proto, src, dst, f"0x{sa.spi:08x}", WS_ENCR[sa.encr], key, WS_AUTH[sa.integ], ikey]
