@@ -36,8 +36,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from s2c.codec import eap as eapcodec
-from s2c.codec.diameter import ApplicationId, ResultCode, VENDOR_3GPP
+from s2c.codec.diameter import ApplicationId, VENDOR_3GPP
 from s2c.codec.ikev2 import CpAttributeType, DhGroup, EncrId, IntegId, TrafficSelector
 from s2c.diameter.messages import DiameterEapAnswer, LocalIdentity, SessionIdGenerator, build_der
 from s2c.ike import (
@@ -50,6 +49,7 @@ from s2c.pki import DEFAULT_PDNGW_FQDN, ensure_pki
 from s2c.runtime.control import ControlError, Handler
 from s2c.runtime.node import NodeDaemon
 
+from pdngw.relay import EapSuccess, SendEapRequest, dea_action, identity_response
 from pdngw.ikeglue import KeyLog, UdpIke, child_view, esp_pair, ike_view, pki_dir_of, run_dir_of
 
 DEFAULT_REALM = "epc.mnc001.mcc001.3gppnetwork.org"
@@ -273,21 +273,19 @@ class PdnGwDaemon(NodeDaemon):
             self._feed(lambda now: self.responder.eap_failure(sa_id, now), sa_id)
             return
         info = self._auth.setdefault(sa_id, {})
-        if ans.is_multi_round and ans.eap_payload:
-            self._feed(lambda now: self.responder.send_eap_request(sa_id, ans.eap_payload, now), sa_id)
-        elif ans.is_success and ans.eap_master_session_key:
+        act = dea_action(ans)
+        if isinstance(act, SendEapRequest):
+            self._feed(lambda now: self.responder.send_eap_request(sa_id, act.eap, now), sa_id)
+        elif isinstance(act, EapSuccess):
             info["result"] = "success"
-            info["user"] = ans.user_name
+            info["user"] = act.user_name
             self.counters["auth_ok"] += 1
-            self._feed(lambda now: self.responder.eap_success(sa_id, ans.eap_master_session_key, now,
-                                                              ans.eap_payload), sa_id)
+            self._feed(lambda now: self.responder.eap_success(sa_id, act.msk, now, act.eap), sa_id)
         else:
-            code = ans.result_code if ans.result_code is not None else (ans.experimental_result or (0, 0))[1]
-            what = "USER_UNKNOWN" if ans.experimental_result and ans.experimental_result[1] == 5001 else str(code)
-            info["result"] = f"failure {what}"
+            info["result"] = f"failure {act.reason}"
             self.counters["auth_fail"] += 1
-            self.log.info("EAP for IKE SA %d rejected by the AAA (%s)", sa_id, what)
-            self._feed(lambda now: self.responder.eap_failure(sa_id, now, ans.eap_payload), sa_id)
+            self.log.info("EAP for IKE SA %d rejected by the AAA (%s)", sa_id, act.reason)
+            self._feed(lambda now: self.responder.eap_failure(sa_id, now, act.eap), sa_id)
 
     def _feed(self, fn: Any, sa_id: int) -> None:
         try:
@@ -377,8 +375,7 @@ class PdnGwDaemon(NodeDaemon):
         if isinstance(e, ev.EapAuthenticationRequested):
             self.counters["eap_started"] += 1
             self._auth[e.sa_id] = {"peer": e.peer_id, "started": time.time()}
-            ident = eapcodec.serialize(eapcodec.identity_response(0, e.peer_id_data))
-            self._spawn(self._der(e.sa_id, ident, None))
+            self._spawn(self._der(e.sa_id, identity_response(e.peer_id_data), None))
         elif isinstance(e, ev.EapResponseReceived):
             self._spawn(self._der(e.sa_id, e.eap, None))
         elif isinstance(e, ev.IkeSaEstablished):
