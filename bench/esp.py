@@ -72,9 +72,10 @@ def ping_median(ns: str, addr: str, count: int = 50) -> float:
     return statistics.median(times) if times else float("nan")
 
 
-def net(seconds: int, udp_encap: bool, workers: int, suite: str) -> dict[str, float]:
+def net(seconds: int, udp_encap: bool, workers: int, suite: str, mtu: int | None = None,
+        nice: int = 0) -> dict[str, float]:
     with EspLab("s2ct-esb" + uuid.uuid4().hex[:4], suite=suite, udp_encap=udp_encap, workers=workers,
-                transport=False) as lab:
+                transport=False, mtu=mtu, nice=nice) as lab:
         nsx(lab.ns_a, "ping", "-c", "3", "-i", "0.05", "10.77.0.2", check=False)  # warm up ARP / caches
         out = {
             "veth_mbps": iperf(lab.ns_b, lab.ns_a, lab.outer["b"], seconds),
@@ -96,6 +97,9 @@ def main() -> None:
     ap.add_argument("--raw-esp", action="store_true", help="plain ESP (IP protocol 50) instead of UDP 4500")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--suite", default="gcm128", choices=["gcm128", "gcm256", "cbc128", "cbc256"])
+    ap.add_argument("--nice", type=int, default=0, help="worker niceness, e.g. -10 on a loaded host")
+    ap.add_argument("--mtu", type=int, default=None,
+                    help="TUN MTU; above ~1400 the outer ESP packets are IP-fragmented (default: no fragmentation)")
     a = ap.parse_args()
     if a.only != "net":
         print("(a) per-packet cost, 1400-byte packets, median of 7 runs x 20000")
@@ -106,8 +110,9 @@ def main() -> None:
             print("(b)/(c) skipped: need root for namespaces", file=sys.stderr)
             return
         mode = "raw ESP" if a.raw_esp else "ESP-in-UDP 4500"
-        r = net(a.seconds, not a.raw_esp, a.workers, a.suite)
-        print(f"(b) iperf3 TCP {a.seconds}s, {a.suite}, {mode}, {a.workers} worker process(es) per side")
+        r = net(a.seconds, not a.raw_esp, a.workers, a.suite, a.mtu, a.nice)
+        mtu = f"TUN MTU {a.mtu}" if a.mtu else "default TUN MTU"
+        print(f"(b) iperf3 TCP {a.seconds}s, {a.suite}, {mode}, {a.workers} worker process(es) per side, {mtu}, nice {a.nice}")
         print(f"    plain veth   {r['veth_mbps']:8.0f} Mbit/s")
         print(f"    ESP tunnel   {r['tunnel_mbps']:8.0f} Mbit/s   ratio {r['tunnel_mbps'] / r['veth_mbps']:.3f}")
         print("(c) RTT, ping -c 50 -i 0.01, median")

@@ -66,6 +66,7 @@ class DataPlane:
         backend: str = "process",
         sock_buf: int = RCVBUF,
         cpus: tuple[int, ...] = (),
+        nice: int = 0,
     ) -> None:
         if workers not in (1, 2):
             raise ValueError("workers must be 1 (one loop) or 2 (tx and rx loops)")
@@ -83,6 +84,7 @@ class DataPlane:
         self.backend = backend
         self.sock_buf = sock_buf
         self.cpus = cpus
+        self.nice = nice
         self.tun: TunDevice | None = None
         self._socks: dict[str, socket.socket] = {}
         self._ctrl: dict[str, socket.socket] = {}
@@ -160,7 +162,8 @@ class DataPlane:
             self._threads.append(t)
             self._thread_socks = getattr(self, "_thread_socks", []) + [child]
             return
-        argv = [sys.executable, "-m", "s2c.dataplane.worker", "--role", role, "--cpu", str(cpu)]
+        argv = [sys.executable, "-m", "s2c.dataplane.worker", "--role", role, "--cpu", str(cpu),
+                "--nice", str(self.nice)]
         for k, fd in fds.items():
             argv += [f"--{k}", str(fd)]
         proc = subprocess.Popen(argv, pass_fds=list(fds.values()), close_fds=True)

@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         backend=cfg.get("backend", "process"),
         raw_esp=cfg.get("raw_esp", True),
         cpus=tuple(cfg.get("cpus", ())),
+        mtu=cfg.get("mtu"),
+        nice=cfg.get("nice", 0),
     )
     seen: list = []
     dp.set_ike_handler(lambda data, addr: seen.append(["ike", data.hex(), list(addr)]))

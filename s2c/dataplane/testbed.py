@@ -41,6 +41,9 @@ class EspLab:
     workers: int = 2
     backend: str = "process"
     outer6: bool = False
+    mtu: int | None = None  # TUN MTU (None: DataPlane default, no outer fragmentation)
+    cpus: dict = field(default_factory=dict)  # side -> list of CPUs for the worker processes
+    nice: int = 0  # worker process niceness (negative: scheduled ahead of the load on a busy host)
     rng: Any = os.urandom
     spi_ab: int = 0xA0000001
     spi_ba: int = 0xB0000002
@@ -106,6 +109,9 @@ class EspLab:
             "workers": self.workers,
             "backend": self.backend,
             "raw_esp": not self.udp_encap,
+            "mtu": self.mtu,
+            "nice": self.nice,
+            "cpus": self.cpus.get(side, []),
             "sas": [self._sa_cfg(out_spi, "out", self.addr(side), self.addr(other)),
                     self._sa_cfg(in_spi, "in", self.addr(side), self.addr(other))],
             "policies": [{"src": "10.77.0.0/24", "dst": "10.77.0.0/24", "spi": out_spi},

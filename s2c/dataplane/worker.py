@@ -23,11 +23,17 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("ctrl", "upcall", "tun", "udp4", "udp6", "raw4", "raw6"):
         p.add_argument(f"--{name}", type=int, default=-1)
     p.add_argument("--cpu", type=int, default=-1)
+    p.add_argument("--nice", type=int, default=0)
     a = p.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     if a.cpu >= 0:
         try:
             os.sched_setaffinity(0, {a.cpu})
+        except OSError:
+            pass
+    if a.nice:
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, a.nice)
         except OSError:
             pass
     from s2c.dataplane.engine import Engine
