@@ -97,6 +97,7 @@ class IkeUdpDriver:
         self.esp_sas: dict[int, Any] = {}   # spi -> EspSa (also when no DataPlane: for key export)
         self.ike_lines: list[str] = []      # Wireshark ikev2_decryption_table lines seen so far
         self.sent = 0
+        self.send_errors = 0
         self.received = 0
         self._socks: dict[tuple[int, int], socket.socket] = {}
         ports = (500,) if dataplane is not None else (500, 4500)
@@ -125,13 +126,17 @@ class IkeUdpDriver:
     def _send(self, data: bytes, addr: tuple[str, int]) -> None:
         fam = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
         self.sent += 1
-        if data[:4] == NON_ESP_MARKER:
-            if self.dp is not None:
-                self.dp.send_ike(data[4:], (addr[0], addr[1]))
-                return
-            self._socks[(fam, 4500)].sendto(data, addr)
-        else:
-            self._socks[(fam, 500)].sendto(data, addr)
+        try:
+            if data[:4] == NON_ESP_MARKER:
+                if self.dp is not None:
+                    self.dp.send_ike(data[4:], (addr[0], addr[1]))
+                    return
+                self._socks[(fam, 4500)].sendto(data, addr)
+            else:
+                self._socks[(fam, 500)].sendto(data, addr)
+        except OSError as e:  # e.g. no route while an address moves: the core retransmits
+            self.send_errors += 1
+            print(f"send to {addr} failed: {e}", file=sys.stderr, flush=True)
 
     def _rx(self, data: bytes, addr: tuple[str, int]) -> None:
         self.received += 1
@@ -283,10 +288,11 @@ class IkeUdpDriver:
         return True
 
     def esp_uat_records(self) -> list[list[str]]:
-        """Wireshark ``esp_sa`` UAT records of every CHILD SA seen (both directions)."""
+        """Wireshark ``esp_sa`` UAT records of every CHILD SA seen (both directions); addresses are
+        wildcards so the records still match after a MOBIKE move (the SPI identifies the SA)."""
         from s2c.esp.wireshark import esp_sa_record
 
-        return [esp_sa_record(sa) for sa in self.esp_sas.values()]
+        return [esp_sa_record(sa, "*", "*") for sa in self.esp_sas.values()]
 
 
 # ============================================================================ spec -> core
@@ -538,7 +544,7 @@ def _command(drv: IkeUdpDriver, core: Any, dp: Any, name: str, cmd: dict, now: f
         return
     elif name == "stats":
         out({"reply": "stats", "stats": dict(core.stats), "errors": list(core.errors),
-             "dataplane": dp.stats() if dp is not None else None, "sent": drv.sent, "received": drv.received})
+             "dataplane": dp.stats() if dp is not None else None, "sent": drv.sent, "send_errors": drv.send_errors, "received": drv.received})
         return
     else:
         raise ValueError(f"unknown command {name!r}")

@@ -101,6 +101,9 @@ class SwanLab:
             self.pair = NsPair(self.prefix, [f"{A4}/24"], [f"{B4}/24"], lo_b=[f"{SWAN_INNER4}/32"]).__enter__()
             for side in ("a", "b"):
                 self.pair.run(side, ["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"], check=False)
+                # deleting the first address of a subnet must not take the second one along (MOBIKE moves)
+                self.pair.run(side, ["sysctl", "-qw", "net.ipv4.conf.all.promote_secondaries=1",
+                                     f"net.ipv4.conf.veth-{side}.promote_secondaries=1"], check=False)
             if self.capture:
                 self._start_capture()
             self.charon = Charon(self.pair.name("b"), self.tmp / "charon", self.extra_conf, self.log_level)
