@@ -6,16 +6,41 @@ block: creation does a few netlink round trips.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import struct
-from typing import Iterable
+import threading
+from typing import Any, Callable, Iterable
 
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 IFF_MULTI_QUEUE = 0x0100
 IFNAMSIZ = 16
+
+
+def _netlink(fn: Callable[[], Any]) -> Any:
+    """Run a synchronous pyroute2 call; inside a running asyncio loop, do it in a short-lived thread
+    (pyroute2 0.9's sync IPRoute drives its own event loop and refuses to nest in a running one)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fn()
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+            box["error"] = e
+
+    t = threading.Thread(target=run, name="tun-netlink")
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
 
 
 class TunDevice:
@@ -42,7 +67,7 @@ class TunDevice:
                 fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
                 self.fds.append(fd)
                 fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), flags))
-            self._configure(mtu, txqueuelen, list(addresses), up)
+            _netlink(lambda: self._configure(mtu, txqueuelen, list(addresses), up))
         except BaseException:
             self.close()
             raise
@@ -71,8 +96,11 @@ class TunDevice:
         """Route ``prefix`` into the tunnel."""
         from pyroute2 import IPRoute
 
-        with IPRoute() as ipr:
-            ipr.route("replace", dst=prefix, oif=self.index)
+        def run() -> None:
+            with IPRoute() as ipr:
+                ipr.route("replace", dst=prefix, oif=self.index)
+
+        _netlink(run)
 
     def close(self) -> None:
         for fd in self.fds:
