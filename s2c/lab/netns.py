@@ -38,7 +38,6 @@ from s2c.lab.backend import Backend, LabError, NodeProcess
 from s2c.model.topology import (
     FORWARDING_KINDS,
     Endpoint,
-    Interface,
     Link,
     Node,
     NodeKind,
