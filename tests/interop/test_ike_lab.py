@@ -83,6 +83,7 @@ class SwanLab:
     def __init__(self, tmp: Path, auth: str = "psk", log_level: int = 1, extra_conf: str = "",
                  capture: bool = True) -> None:
         self.tmp = Path(tmp)
+        self.tmp.mkdir(parents=True, exist_ok=True)
         self.auth = auth
         self.log_level = log_level
         self.extra_conf = extra_conf
