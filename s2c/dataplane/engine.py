@@ -66,6 +66,7 @@ class Engine:
         self._mv = memoryview(self._buf)
         self._rekey_reported: set[int] = set()
         self._routes: dict[int, tuple[Any, tuple[str, int]]] = {}
+        self.in_spd: dict[int, Spd[bool]] = {}  # inbound SPI -> selectors its inner packets must match
 
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
@@ -216,6 +217,11 @@ class Engine:
             st["peer_learned"] += 1
             self._up(("peer", spi, old, (src, sport)))
         if sa.mode is Mode.TUNNEL and (nh == IpProto.IPV4 or nh == IpProto.IPV6):
+            check = self.in_spd.get(spi)
+            if check is not None and check.lookup_packet(payload) is None:
+                # RFC 4301 §5.2: the inner packet must match the SA's (inbound) traffic selectors
+                st["inbound_policy_drops"] += 1
+                return
             try:
                 os.write(self.tun_fd, payload)
                 st["tun_tx"] += 1
@@ -254,11 +260,19 @@ class Engine:
                 self.running = False
                 return
 
-    def cmd_add_sa(self, cfg: dict, replaces: int | None = None) -> None:
-        """Install an SA; an outbound SA takes over the policies of the same SPI or of ``replaces``."""
+    def cmd_add_sa(self, cfg: dict, replaces: int | None = None, in_selectors: list[dict] | None = None) -> None:
+        """Install an SA; an outbound SA takes over the policies of the same SPI or of ``replaces``.
+        ``in_selectors`` (inbound tunnel SAs): decrypted packets must match one of them."""
         sa = EspSa.from_config(cfg, rng=make_rng())
         if sa.direction is Direction.IN:
             self.sad.add(sa.spi, sa)
+            if in_selectors:
+                spd: Spd[bool] = Spd()
+                for sel in in_selectors:
+                    spd.add(Policy(Selector(**sel), PolicyAction.PROTECT, True))
+                self.in_spd[sa.spi] = spd
+            else:
+                self.in_spd.pop(sa.spi, None)
             return
         old = self.out_sas.get(sa.spi)
         self._routes[sa.spi] = self._dest(sa)
@@ -273,6 +287,7 @@ class Engine:
 
     def cmd_remove_sa(self, spi: int) -> None:
         self.sad.remove(spi)
+        self.in_spd.pop(spi, None)
         self._routes.pop(spi, None)
         old = self.out_sas.pop(spi, None)
         if old is not None:

@@ -44,6 +44,10 @@ def tun_mtu_for(outer_mtu: int = 1500, ipv6_outer: bool = True, udp_encap: bool 
     return outer_mtu - overhead
 
 
+def _sel_dict(s: Selector) -> dict[str, Any]:
+    return {"src": s.src, "dst": s.dst, "proto": s.proto, "sport": s.sport, "dport": s.dport}
+
+
 class DataPlaneError(RuntimeError):
     """A worker refused a control command or died."""
 
@@ -233,12 +237,15 @@ class DataPlane:
             return "both"
         return "tx" if direction is Direction.OUT else "rx"
 
-    def add_sa(self, sa: EspSa) -> None:
+    def add_sa(self, sa: EspSa, inbound_selectors: Iterable[Selector] | None = None) -> None:
         """Install an SA (outbound SAs go to the encrypting loop, inbound ones to the decrypting loop).
 
-        Re-adding an outbound SPI replaces the SA and moves its policies to the new one.
+        Re-adding an outbound SPI replaces the SA and moves its policies to the new one. For an inbound
+        tunnel SA, ``inbound_selectors`` (src = peer side, dst = our side) are enforced on every
+        decrypted packet (RFC 4301 §5.2); without them any inner packet is accepted.
         """
-        self._call(self._role_for(sa.direction), "add_sa", sa.to_config())
+        sels = [_sel_dict(s) for s in inbound_selectors] if inbound_selectors else None
+        self._call(self._role_for(sa.direction), "add_sa", sa.to_config(), None, sels)
         self.sas[sa.spi] = sa
 
     def install_child_sa(self, event: Any, rng: Callable[[int], bytes] = os.urandom, replay_window: int = 1024,
@@ -247,7 +254,7 @@ class DataPlane:
         traffic selectors (``ts_local`` -> ``ts_remote``). Returns (sa_out, sa_in)."""
         sa_out = EspSa.from_child_sa(event, Direction.OUT, rng=rng)
         sa_in = EspSa.from_child_sa(event, Direction.IN, rng=rng, replay_window=replay_window)
-        self.add_sa(sa_in)
+        self.add_sa(sa_in, selectors_from_ts(event.ts_remote, event.ts_local))
         self.add_sa(sa_out)
         for sel in selectors_from_ts(event.ts_local, event.ts_remote):
             self.add_policy(sel, spi=sa_out.spi, priority=priority)
@@ -258,7 +265,7 @@ class DataPlane:
         """Make-before-break CHILD_SA rekey (RFC 7296 §2.8): install the new pair, move policies, drop the old."""
         sa_out = EspSa.from_child_sa(new_event, Direction.OUT, rng=rng)
         sa_in = EspSa.from_child_sa(new_event, Direction.IN, rng=rng, replay_window=replay_window)
-        self.add_sa(sa_in)
+        self.add_sa(sa_in, selectors_from_ts(new_event.ts_remote, new_event.ts_local))
         self._call(self._role_for(Direction.OUT), "add_sa", sa_out.to_config(), old_spi_out)
         self.sas[sa_out.spi] = sa_out
         self.sas.pop(old_spi_out, None)
@@ -283,14 +290,11 @@ class DataPlane:
                    priority: int = 0) -> None:
         """Outbound policy: packets matching ``selector`` are protected with outbound SA ``spi``."""
         action = PolicyAction(action).value
-        sel = {"src": selector.src, "dst": selector.dst, "proto": selector.proto,
-               "sport": selector.sport, "dport": selector.dport}
-        self._call(self._role_for(Direction.OUT), "add_policy", sel, spi, action, priority)
+        self._call(self._role_for(Direction.OUT), "add_policy", _sel_dict(selector), spi, action, priority)
 
     def remove_policies(self, selector: Selector | None = None) -> int:
         """Remove the policies with exactly this selector (all if None); returns how many."""
-        sel = None if selector is None else {"src": selector.src, "dst": selector.dst, "proto": selector.proto,
-                                             "sport": selector.sport, "dport": selector.dport}
+        sel = None if selector is None else _sel_dict(selector)
         return self._call(self._role_for(Direction.OUT), "remove_policies", sel)
 
     def send_transport(self, payload: bytes, next_header: int, src: str, dst: str) -> bool:

@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
             c = dict(c)
             c["encr_key"] = bytes.fromhex(c["encr_key"])
             c["integ_key"] = bytes.fromhex(c.get("integ_key", ""))
-            dp.add_sa(EspSa.from_config(c, rng=os.urandom))
+            in_sels = [Selector(s["src"], s["dst"], s.get("proto", 0)) for s in c.pop("in_selectors", [])]
+            dp.add_sa(EspSa.from_config(c, rng=os.urandom), in_sels or None)
         for p in cfg.get("policies", []):
             dp.add_policy(Selector(p["src"], p["dst"], p.get("proto", 0)), spi=p.get("spi"),
                           action=p.get("action", "protect"))

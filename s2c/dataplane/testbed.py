@@ -113,7 +113,9 @@ class EspLab:
             "nice": self.nice,
             "cpus": self.cpus.get(side, []),
             "sas": [self._sa_cfg(out_spi, "out", self.addr(side), self.addr(other)),
-                    self._sa_cfg(in_spi, "in", self.addr(side), self.addr(other))],
+                    dict(self._sa_cfg(in_spi, "in", self.addr(side), self.addr(other)),
+                         in_selectors=[{"src": "10.77.0.0/24", "dst": "10.77.0.0/24"},
+                                       {"src": "fd77::/64", "dst": "fd77::/64"}])],
             "policies": [{"src": "10.77.0.0/24", "dst": "10.77.0.0/24", "spi": out_spi},
                          {"src": "fd77::/64", "dst": "fd77::/64", "spi": out_spi}],
         }

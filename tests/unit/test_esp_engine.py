@@ -1,0 +1,193 @@
+"""The forwarding loop without root: a socketpair stands in for the TUN device, UDP on loopback."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from s2c.dataplane.engine import Engine
+from s2c.esp.sa import EspSa
+
+KEY_AB = bytes(range(20))
+KEY_BA = bytes(range(20, 40))
+
+
+def ipv4(src: str, dst: str, proto: int = 17, payload: bytes = b"\x00\x01\x00\x02" + b"data") -> bytes:
+    total = 20 + len(payload)
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 1, 0, 64, proto, 0, socket.inet_aton(src),
+                       socket.inet_aton(dst)) + payload
+
+
+class Harness:
+    def __init__(self, role: str = "both"):
+        self.tun_app, tun_eng = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.ctrl, ctrl_eng = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.up, up_eng = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", 0))
+        self.port = self.udp.getsockname()[1]
+        self.peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.peer.bind(("127.0.0.1", 0))
+        self.peer.settimeout(2)
+        self.tun_app.settimeout(2)
+        self.up.settimeout(2)
+        self.ctrl.settimeout(5)
+        self._keep = (tun_eng, ctrl_eng, up_eng)
+        self.engine = Engine(role, ctrl=ctrl_eng, upcall=up_eng, tun_fd=tun_eng.fileno(), udp4=self.udp)
+        self.thread = threading.Thread(target=self.engine.run, daemon=True)
+        self.thread.start()
+
+    def call(self, cmd, *args):
+        self.ctrl.send(pickle.dumps((cmd, args)))
+        status, value = pickle.loads(self.ctrl.recv(1 << 20))
+        assert status == "ok", value
+        return value
+
+    def upcall(self):
+        return pickle.loads(self.up.recv(1 << 20))
+
+    def close(self):
+        self.call("stop")
+        self.thread.join(timeout=5)
+        for s in (self.tun_app, self.ctrl, self.up, self.udp, self.peer, *self._keep):
+            s.close()
+
+
+@pytest.fixture
+def h():
+    harness = Harness()
+    peer_port = harness.peer.getsockname()[1]
+    # our inbound SA (peer -> us) with selectors, our outbound SA (us -> peer)
+    sa_in = EspSa(spi=0xAB00, direction="in", mode="tunnel", encr=20, encr_key=KEY_AB, remote="127.0.0.1",
+                  udp_encap=True, remote_port=peer_port, replay_window=64)
+    sa_out = EspSa(spi=0xBA00, direction="out", mode="tunnel", encr=20, encr_key=KEY_BA, remote="127.0.0.1",
+                   udp_encap=True, remote_port=peer_port)
+    harness.call("add_sa", sa_in.to_config(), None, [{"src": "10.9.0.0/24", "dst": "10.8.0.0/24"}])
+    harness.call("add_sa", sa_out.to_config())
+    harness.call("add_policy", {"src": "10.8.0.0/24", "dst": "10.9.0.0/24", "proto": 0, "sport": (0, 65535),
+                                "dport": (0, 65535)}, 0xBA00, "protect", 0)
+    harness.peer_out = EspSa(spi=0xAB00, direction="out", mode="tunnel", encr=20, encr_key=KEY_AB)
+    harness.peer_in = EspSa(spi=0xBA00, direction="in", mode="tunnel", encr=20, encr_key=KEY_BA)
+    yield harness
+    harness.close()
+
+
+def stats(h):
+    return h.call("stats")["engine"]
+
+
+def test_inbound_to_tun_and_selector_check(h):
+    good = ipv4("10.9.0.5", "10.8.0.1")
+    h.peer.sendto(h.peer_out.encapsulate(good), ("127.0.0.1", h.port))
+    assert h.tun_app.recv(4096) == good
+    bad = ipv4("192.0.2.66", "10.8.0.1")  # authenticated, but outside the SA's selectors
+    h.peer.sendto(h.peer_out.encapsulate(bad), ("127.0.0.1", h.port))
+    h.peer.sendto(h.peer_out.encapsulate(good), ("127.0.0.1", h.port))
+    assert h.tun_app.recv(4096) == good
+    st = stats(h)
+    assert st["inbound_policy_drops"] == 1 and st["tun_tx"] == 2
+
+
+def test_outbound_from_tun(h):
+    pkt = ipv4("10.8.0.1", "10.9.0.7")
+    h.tun_app.send(pkt)
+    esp, addr = h.peer.recvfrom(4096)
+    assert addr == ("127.0.0.1", h.port)  # sent from the engine's port-4500 socket
+    assert h.peer_in.decapsulate(esp) == (4, pkt)
+    h.tun_app.send(ipv4("10.8.0.1", "203.0.113.1"))  # no policy
+    h.tun_app.send(pkt)
+    assert h.peer_in.decapsulate(h.peer.recvfrom(4096)[0]) == (4, pkt)
+    st = stats(h)
+    assert st["no_policy"] == 1 and st["esp_tx"] == 2 and st["tun_rx"] == 3
+
+
+def test_port_4500_demux_and_error_counters(h):
+    to = ("127.0.0.1", h.port)
+    h.peer.sendto(b"\x00\x00\x00\x00IKE_SA_INIT...", to)
+    assert h.upcall() == ("ike", b"IKE_SA_INIT...", ("127.0.0.1", h.peer.getsockname()[1]))
+    h.peer.sendto(b"\xff", to)  # NAT-keepalive
+    h.peer.sendto(struct.pack("!II", 0x9999, 1) + bytes(40), to)  # unknown SPI
+    pkt = h.peer_out.encapsulate(ipv4("10.9.0.5", "10.8.0.1"))
+    h.peer.sendto(pkt, to)
+    h.peer.sendto(pkt, to)  # replay
+    forged = bytearray(h.peer_out.encapsulate(ipv4("10.9.0.5", "10.8.0.1")))
+    forged[-1] ^= 1
+    h.peer.sendto(bytes(forged), to)
+    h.peer.sendto(b"\x01\x02\x03", to)  # too short to be anything
+    time.sleep(0.3)
+    st = stats(h)
+    assert st["nat_keepalive_rx"] == 1 and st["ike_rx"] == 1
+    assert st["unknown_spi"] == 1
+    assert st["esp_ReplayedPacket"] == 1
+    assert st["esp_IntegrityFailure"] == 1
+    assert st["malformed"] == 1
+    sas = h.call("stats")["sas"]
+    assert sas[0xAB00]["replay_drops"] == 1 and sas[0xAB00]["auth_failures"] == 1
+
+
+def test_peer_port_learning_and_update_peer(h):
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other.bind(("127.0.0.1", 0))
+    try:
+        other.sendto(h.peer_out.encapsulate(ipv4("10.9.0.5", "10.8.0.1")), ("127.0.0.1", h.port))
+        kind, spi, old, new = h.upcall()
+        assert (kind, spi, new) == ("peer", 0xAB00, ("127.0.0.1", other.getsockname()[1]))
+        assert old == ("127.0.0.1", h.peer.getsockname()[1])
+        # the parent moves the outbound SA (DataPlane._on_peer_learned does this)
+        assert h.call("update_peer", 0xBA00, "127.0.0.1", other.getsockname()[1]) is True
+        h.tun_app.send(ipv4("10.8.0.1", "10.9.0.7"))
+        other.settimeout(2)
+        assert h.peer_in.decapsulate(other.recv(4096))[0] == 4
+    finally:
+        other.close()
+
+
+def test_transport_payload_goes_up_and_send_transport(h):
+    peer_port = h.peer.getsockname()[1]
+    t_in = EspSa(spi=0xC100, direction="in", mode="transport", encr=20, encr_key=KEY_AB, remote="127.0.0.1",
+                 udp_encap=True, remote_port=peer_port)
+    t_out = EspSa(spi=0xC200, direction="out", mode="transport", encr=20, encr_key=KEY_BA, remote="127.0.0.1",
+                  udp_encap=True, remote_port=peer_port)
+    h.call("add_sa", t_in.to_config())
+    h.call("add_sa", t_out.to_config())
+    h.call("add_policy", {"src": "2001:db8:1::10/128", "dst": "2001:db8:2::1/128", "proto": 135,
+                          "sport": (0, 65535), "dport": (0, 65535)}, 0xC200, "protect", 0)
+    mh = b"\x3b\x01\x05\x00" + bytes(12)
+    peer_t_out = EspSa(spi=0xC100, direction="out", mode="transport", encr=20, encr_key=KEY_AB)
+    h.peer.sendto(peer_t_out.encapsulate(mh, 135), ("127.0.0.1", h.port))
+    assert h.upcall() == ("transport", 0xC100, 135, mh, "127.0.0.1")
+    assert h.call("send_transport", mh, 135, "2001:db8:1::10", "2001:db8:2::1") is True
+    peer_t_in = EspSa(spi=0xC200, direction="in", mode="transport", encr=20, encr_key=KEY_BA)
+    assert peer_t_in.decapsulate(h.peer.recv(4096)) == (135, mh)
+    assert h.call("send_transport", mh, 135, "2001:db8:1::10", "2001:db8:2::99") is False
+
+
+def test_rekey_needed_upcall_and_overflow(h):
+    cfg = EspSa(spi=0xBA00, direction="out", mode="tunnel", encr=20, encr_key=KEY_BA, remote="127.0.0.1",
+                udp_encap=True, remote_port=h.peer.getsockname()[1]).to_config()
+    cfg["seq"] = 0xFFFFFFFF - 2
+    h.call("add_sa", cfg)  # replaces the SA, keeps the policy
+    pkt = ipv4("10.8.0.1", "10.9.0.7")
+    h.tun_app.send(pkt)
+    assert h.upcall() == ("rekey_needed", 0xBA00)
+    h.peer.recv(4096)
+    h.tun_app.send(pkt)  # seq 2^32 - 1 is the last one
+    h.peer.recv(4096)
+    h.tun_app.send(pkt)
+    time.sleep(0.2)
+    assert stats(h)["seq_overflow"] == 1
+
+
+def test_control_errors_are_reported_not_fatal(h):
+    h.ctrl.send(pickle.dumps(("add_policy", ({"src": "10.0.0.0/8", "dst": "10.0.0.0/8"}, 0x7777, "protect", 0))))
+    status, msg = pickle.loads(h.ctrl.recv(4096))
+    assert status == "error" and "0x00007777" in msg
+    h.ctrl.send(pickle.dumps(("no_such_command", ())))
+    assert pickle.loads(h.ctrl.recv(4096))[0] == "error"
+    assert stats(h) is not None  # still alive
