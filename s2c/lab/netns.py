@@ -928,6 +928,8 @@ class NetnsBackend(Backend):
         for k, v in (("loss", loss), ("rate", rate), ("delay_ms", delay_ms)):
             if v is not None:
                 state[k] = v
+        if state.get("loss") == 0:
+            state.pop("loss")
         if not state:
             self._impaired.pop(key, None)
 
