@@ -22,7 +22,6 @@ import struct
 import subprocess
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 NETNS_RUN_DIR = "/run/netns"
 
@@ -312,15 +311,3 @@ def run_in_netns(
         timeout=timeout,
         stdin=None if input is not None else subprocess.DEVNULL,
     )
-
-
-def write_sysctl_in_netns(path: str, values: list[tuple[str, str]]) -> None:
-    """Write /proc/sys/net/<key> values inside the namespace at ``path`` (a short nsenter child)."""
-    script = "".join(f"echo {v} > /proc/sys/net/{k}\n" for k, v in values)
-    res = run_in_netns(path, ["sh", "-e", "-c", script], timeout=10)
-    if res.returncode != 0:
-        raise OSError(errno.EIO, res.stderr.strip() or "sysctl write failed")
-
-
-def pcap_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "pcap"
