@@ -217,6 +217,16 @@ def test_move_changes_addresses_and_connectivity_follows(lab_factory):
     assert "ue1.wlan0--wlan-a.pcap" in names
     assert "ue1.wlan0--wlan-b.1.pcap" in names
     assert "ue1.wlan0--wlan-a.2.pcap" in names
+    if shutil.which("tshark"):
+        lab.sync_captures()
+        pcap = lab.pcap_dir
+        # each segment holds what the radio sent while attached there, and only that
+        assert set(tshark_fields(pcap / "ue1.wlan0--wlan-b.1.pcap", "icmpv6.type == 128", "ipv6.src")) == {
+            "2001:db8:b::10"
+        }
+        assert tshark_fields(pcap / "ue1.wlan0--wlan-b.1.pcap", "icmp", "ip.src") == []
+        assert set(tshark_fields(pcap / "ue1.wlan0--wlan-a.2.pcap", "icmp.type == 8", "ip.src")) == {"192.0.2.10"}
+        assert len(tshark_fields(pcap / "ue1.wlan0--wlan-a.pcap", "icmp.type == 8", "ip.src")) == 1
     with pytest.raises(LabError, match="not an access network"):
         lab.move("ue1", "wlan0", "core")
     with pytest.raises(LabError, match="not a UE"):
