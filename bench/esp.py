@@ -73,9 +73,11 @@ def ping_median(ns: str, addr: str, count: int = 50) -> float:
 
 
 def net(seconds: int, udp_encap: bool, workers: int, suite: str, mtu: int | None = None,
-        nice: int = 0) -> dict[str, float]:
+        nice: int = 0, pin: bool = False) -> dict[str, float]:
+    n = os.cpu_count() or 1
+    cpus = {"a": [0, 1 % n], "b": [0, 1 % n]} if pin else {}  # A's encrypting and B's decrypting loops apart
     with EspLab("s2ct-esb" + uuid.uuid4().hex[:4], suite=suite, udp_encap=udp_encap, workers=workers,
-                transport=False, mtu=mtu, nice=nice) as lab:
+                transport=False, mtu=mtu, nice=nice, cpus=cpus) as lab:
         nsx(lab.ns_a, "ping", "-c", "3", "-i", "0.05", "10.77.0.2", check=False)  # warm up ARP / caches
         out = {
             "veth_mbps": iperf(lab.ns_b, lab.ns_a, lab.outer["b"], seconds),
@@ -98,6 +100,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--suite", default="gcm128", choices=["gcm128", "gcm256", "cbc128", "cbc256"])
     ap.add_argument("--nice", type=int, default=0, help="worker niceness, e.g. -10 on a loaded host")
+    ap.add_argument("--pin", action="store_true", help="pin tx/rx worker processes to CPUs 0/1")
     ap.add_argument("--mtu", type=int, default=None,
                     help="TUN MTU; above ~1400 the outer ESP packets are IP-fragmented (default: no fragmentation)")
     a = ap.parse_args()
@@ -110,9 +113,9 @@ def main() -> None:
             print("(b)/(c) skipped: need root for namespaces", file=sys.stderr)
             return
         mode = "raw ESP" if a.raw_esp else "ESP-in-UDP 4500"
-        r = net(a.seconds, not a.raw_esp, a.workers, a.suite, a.mtu, a.nice)
+        r = net(a.seconds, not a.raw_esp, a.workers, a.suite, a.mtu, a.nice, a.pin)
         mtu = f"TUN MTU {a.mtu}" if a.mtu else "default TUN MTU"
-        print(f"(b) iperf3 TCP {a.seconds}s, {a.suite}, {mode}, {a.workers} worker process(es) per side, {mtu}, nice {a.nice}")
+        print(f"(b) iperf3 TCP {a.seconds}s, {a.suite}, {mode}, {a.workers} worker process(es) per side, {mtu}, nice {a.nice}{', pinned' if a.pin else ''}")
         print(f"    plain veth   {r['veth_mbps']:8.0f} Mbit/s")
         print(f"    ESP tunnel   {r['tunnel_mbps']:8.0f} Mbit/s   ratio {r['tunnel_mbps'] / r['veth_mbps']:.3f}")
         print("(c) RTT, ping -c 50 -i 0.01, median")

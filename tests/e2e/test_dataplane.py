@@ -167,3 +167,21 @@ def test_namespaces_cleaned_up():
         pass
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert p not in out
+
+
+@pytest.mark.parametrize("udp_encap", [True, False], ids=["udp-encap", "raw-esp"])
+def test_ipv6_outer(tmp_path, udp_encap):
+    """Outer IPv6 (2001:db8:77::1 <-> ::2), inner IPv4 and IPv6; tshark decrypts with the exported keys."""
+    pcap = str(tmp_path / "veth6.pcap")
+    with EspLab(prefix(), udp_encap=udp_encap, outer6=True, suite="cbc128") as lab:
+        cap = lab.start_capture("b", pcap)
+        r = nsx(lab.ns_a, "ping", "-c", "3", "-i", "0.05", "-W", "2", "10.77.0.2", check=False)
+        assert r.returncode == 0, r.stdout
+        r6 = nsx(lab.ns_a, "ping", "-6", "-c", "3", "-i", "0.05", "-W", "2", "fd77::2", check=False)
+        assert r6.returncode == 0, r6.stdout
+        lab.stop_capture(cap, pcap)
+        sas = lab.wireshark_sas()
+    assert len(tshark_fields(pcap, [], ["frame.number"], "ipv6 and esp")) >= 12
+    assert tshark_fields(pcap, [], ["frame.number"], "ip and esp") == []
+    assert len(tshark_fields(pcap, sas, ["icmp.type"], "esp and icmp")) == 6
+    assert len(tshark_fields(pcap, sas, ["icmpv6.type"], "esp and icmpv6")) == 6
