@@ -552,6 +552,8 @@ class UeDaemon(NodeDaemon):
                 self.state = "detached"
                 if by_peer:
                     self.last_failure = {"reason": "DELETED_BY_PEER", "detail": e.reason, "time": time.time()}
+                    if self.reattach and self._want_attached:
+                        self._schedule_reattach()  # an always-on PDN connection comes back
 
     def _on_eap(self, eap: bytes, now: float) -> None:
         aka, ike = self.aka, self.ike

@@ -44,8 +44,8 @@ def _failed(data: dict) -> str:
                      if s["status"] != "passed") or str(data.get("error"))
 
 
-@pytest.mark.parametrize("scenario", ["attach-ipv6.yaml", "attach-wrong-k.yaml", "attach-unknown-imsi.yaml",
-                                      "attach-pdngw-restart.yaml"])
+@pytest.mark.parametrize("scenario", ["attach-ipv6.yaml", "attach-mobike.yaml", "attach-wrong-k.yaml",
+                                      "attach-unknown-imsi.yaml", "attach-pdngw-restart.yaml"])
 def test_attach_scenarios(tmp_path, scenario):
     data, _ = run(scenario, tmp_path)
     assert data["ok"], _failed(data)
