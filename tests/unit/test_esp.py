@@ -461,3 +461,30 @@ def test_spd_address_only_fast_path_switches_off_with_port_policies():
     assert spd.lookup_packet(bytes(pkt)).action is PolicyAction.BYPASS
     pkt[9] = 6
     assert spd.lookup_packet(bytes(pkt)).sa == "wide"
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=64))
+def test_strip_trailer_and_classify_random(data):
+    try:
+        nh, payload = strip_trailer(data)
+    except EspError:
+        pass
+    else:
+        assert data[-1] == nh and data.startswith(payload) and len(payload) == len(data) - 2 - data[-2]
+    assert classify_udp_4500(data) in set(Udp4500Kind)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=st.lists(st.integers(1, 3000), max_size=200), size=st.sampled_from([32, 64, 128, 1024]))
+def test_replay_window_matches_a_set_model(ops, size):
+    """Against a plain set: accept iff new and not older than top - size + 1."""
+    w = ReplayWindow(size)
+    seen: set[int] = set()
+    for s in ops:
+        top = max(seen, default=0)
+        expect = s not in seen and s > top - size
+        assert w.check(s) == expect
+        if expect:
+            w.update(s)
+            seen.add(s)
