@@ -24,6 +24,8 @@ from s2c.testing.netns import NsPair
 
 A4, B4 = "198.51.100.1", "198.51.100.2"          # ours (a), strongSwan (b)
 A4_ALT = "198.51.100.11"                          # our second address (MOBIKE)
+A6, B6 = "2001:db8:100::1", "2001:db8:100::2"     # IPv6 outer addresses (outer6 labs)
+NET6 = "2001:db8:1::/64"                           # network behind our PDN GW (holds HA)
 B4_ALT = "198.51.100.12"                          # strongSwan's second address (MOBIKE)
 GW_ID, UE_ID = "pdngw.s2c.test", "ue1.s2c.test"
 PSK = "s2c-interop-psk-0123456789"
@@ -81,13 +83,15 @@ class SwanLab:
     """Two namespaces, charon on side b, our driver(s) on side a, tcpdump on veth-a. Always torn down."""
 
     def __init__(self, tmp: Path, auth: str = "psk", log_level: int = 1, extra_conf: str = "",
-                 capture: bool = True) -> None:
+                 capture: bool = True, outer6: bool = False) -> None:
         self.tmp = Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.auth = auth
         self.log_level = log_level
         self.extra_conf = extra_conf
         self.capture = capture
+        self.outer6 = outer6
+        self.a, self.b = (A6, B6) if outer6 else (A4, B4)   # our / charon's IKE address
         self.prefix = f"s2ct-io-{os.getpid() % 1000}{next(_seq)}"
         self.pair: NsPair | None = None
         self.charon: Charon | None = None
@@ -99,7 +103,8 @@ class SwanLab:
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "SwanLab":
         try:
-            self.pair = NsPair(self.prefix, [f"{A4}/24"], [f"{B4}/24"], lo_b=[f"{SWAN_INNER4}/32"]).__enter__()
+            self.pair = NsPair(self.prefix, [f"{A4}/24", f"{A6}/64"], [f"{B4}/24", f"{B6}/64"],
+                               lo_b=[f"{SWAN_INNER4}/32"]).__enter__()
             for side in ("a", "b"):
                 self.pair.run(side, ["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"], check=False)
                 # deleting the first address of a subnet must not take the second one along (MOBIKE moves)
@@ -213,7 +218,7 @@ def swan_ue_conf(lab: SwanLab, proposal: str, esp: str, children: dict, vips: st
     local, remote, secrets = lab.swan_auth("ue1", UE_ID, GW_ID)
     for ch in children.values():
         ch.setdefault("esp_proposals", esp)
-    conn = {"local_addrs": B4, "remote_addrs": A4, "version": 2, "encap": True, "mobike": mobike,
+    conn = {"local_addrs": lab.b, "remote_addrs": lab.a, "version": 2, "encap": True, "mobike": mobike,
             "proposals": proposal, "vips": vips, "local": local, "remote": remote, "children": children,
             **(extra or {})}
     conf: dict = {"connections": {"ue": conn}}
@@ -228,7 +233,7 @@ def swan_gw_conf(lab: SwanLab, proposal: str, esp: str, children: dict, mobike: 
     local, remote, secrets = lab.swan_auth("pdngw", GW_ID, UE_ID)
     for ch in children.values():
         ch.setdefault("esp_proposals", esp)
-    conn = {"local_addrs": B4, "remote_addrs": "%any", "version": 2, "encap": True, "mobike": mobike,
+    conn = {"local_addrs": lab.b, "remote_addrs": "%any", "version": 2, "encap": True, "mobike": mobike,
             "proposals": proposal, "pools": "pool4,pool6", "local": local, "remote": remote,
             "children": children, **(extra or {})}
     conf: dict = {"connections": {"gw": conn}, "pools": {"pool4": {"addrs": POOL4}, "pool6": {"addrs": POOL6}}}
@@ -240,7 +245,7 @@ def swan_gw_conf(lab: SwanLab, proposal: str, esp: str, children: dict, mobike: 
 def our_gw_spec(lab: SwanLab, proposal: str, esp: str, dataplane: bool = True, **kw) -> dict:
     """Our IkeResponder (PDN GW): IKE_AUTH child policy = transport MH HA<->HoA (RFC 4877 §4.2),
     extra policy = tunnel NET4 <-> assigned IPv4; CP hands out VIP4 / HOA / HA."""
-    spec = {"role": "responder", "local": A4, "local_id": GW_ID, "auth": lab.our_auth("pdngw"), "ca": lab.ca,
+    spec = {"role": "responder", "local": lab.a, "local_id": GW_ID, "auth": lab.our_auth("pdngw"), "ca": lab.ca,
             "proposals": [proposal], "esp_proposals": [esp],
             "children": [{"mode": "transport", "local_ts": ["dynamic6[135]"], "remote_ts": ["dynamic6[135]"]},
                          {"mode": "tunnel", "local_ts": [NET4], "remote_ts": ["dynamic4"]}],
@@ -255,7 +260,7 @@ def our_gw_spec(lab: SwanLab, proposal: str, esp: str, dataplane: bool = True, *
 
 def our_ue_spec(lab: SwanLab, proposal: str, esp: str, dataplane: bool = True, **kw) -> dict:
     """Our IkeInitiator (UE) towards charon at B4: tunnel child (assigned IPv4) <-> NET4, CP request."""
-    spec = {"role": "initiator", "local": A4, "remote": B4, "local_id": UE_ID, "remote_id": GW_ID,
+    spec = {"role": "initiator", "local": lab.a, "remote": lab.b, "local_id": UE_ID, "remote_id": GW_ID,
             "auth": lab.our_auth("ue1"), "ca": lab.ca, "proposals": [proposal], "esp_proposals": [esp],
             "children": [{"mode": "tunnel", "local_ts": ["dynamic4"], "remote_ts": [NET4]}],
             "cp_request": ["INTERNAL_IP4_ADDRESS", "INTERNAL_IP6_ADDRESS"]}
