@@ -45,7 +45,8 @@ def _failed(data: dict) -> str:
 
 
 @pytest.mark.parametrize("scenario", ["attach-ipv6.yaml", "attach-mobike.yaml", "attach-wrong-k.yaml",
-                                      "attach-unknown-imsi.yaml", "attach-pdngw-restart.yaml"])
+                                      "attach-unknown-imsi.yaml", "attach-pdngw-restart.yaml",
+                                      "attach-two-ues.yaml"])
 def test_attach_scenarios(tmp_path, scenario):
     data, _ = run(scenario, tmp_path)
     assert data["ok"], _failed(data)
