@@ -251,11 +251,14 @@ class UeDaemon(NodeDaemon):
         plen = 128 if fam == 6 else 32
         afam = socket.AF_INET6 if fam == 6 else socket.AF_INET
         try:
-            kw = {"gateway": gw[1]} if gw[1] else {}
+            # a gateway that is the PDN GW itself (on-link) would resolve through our own /128: dev route
+            kw = {"gateway": gw[1]} if gw[1] and gw[1] != pgw else {}
             self.ipr.route("replace", family=afam, dst=pgw, dst_len=plen, oif=gw[0], priority=10, **kw)
             self._pinned.add((pgw, plen, afam))
         except Exception as exc:  # noqa: BLE001
-            self.log.warning("host route to %s via %s: %s", pgw, radio, exc)
+            self.counters["route_errors"] += 1
+            (self.log.warning if self.counters["route_errors"] < 5 else self.log.debug)(
+                "host route to %s via %s: %s", pgw, radio, exc)
             return False
         try:
             self.ipr.route("replace", family=afam, dst=pgw, dst_len=plen, type="unreachable", priority=4000)

@@ -115,6 +115,9 @@ class Lab:
     def __enter__(self) -> "Lab":
         self.pair.__enter__()
         try:
+            # the UE's "radio" has default routes via the PDN GW (the UE pins its IKE/ESP route to them)
+            self.pair.run("a", ["ip", "route", "add", "default", "via", PGW4])
+            self.pair.run("a", ["ip", "-6", "route", "add", "default", "via", PGW6])
             self.start_hss()
             self.start_pdngw()
             self.start_ue()
@@ -281,3 +284,37 @@ def test_garbage_during_a_session_leaves_it_working(workdir):
         assert lab.ctl("pdngw").call("counters").get("ike_dropped", 0) >= 40
         d = lab.ctl("ue").call("detach")
         assert d["deleted"] is True
+
+
+def _wait(pred, timeout=5.0, what=""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_mobike_on_address_change_and_family_change(workdir):
+    with Lab(workdir) as lab:
+        res = lab.ctl("ue", 30).call("attach", timeout=30, radio="veth-a", wait=20)
+        assert res["state"] == "attached" and res["coa"] == UE6, res
+        hoa = res["hoa"]["ipv6"]
+        spi_i = lab.ctl("ue").call("sas")[0]["spi_i"]
+        # new address on the radio, the old one goes: MOBIKE to the new CoA (same family, no NAT)
+        lab.pair.run("a", ["ip", "-6", "addr", "add", "2001:db8:c::20/64", "dev", "veth-a", "nodad"])
+        lab.pair.run("a", ["ip", "-6", "addr", "del", f"{UE6}/64", "dev", "veth-a"])
+        _wait(lambda: lab.ctl("pdngw").call("sas")[0]["remote"] == "2001:db8:c::20:500", what="MOBIKE to ::20")
+        st = lab.ctl("ue").call("status")
+        assert st["coa"] == "2001:db8:c::20" and st["state"] == "attached" and st["hoa"]["ipv6"] == hoa
+        r = lab.pair.run("a", ["ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", "-I", hoa, CN6], check=False)
+        assert r.returncode == 0, r.stdout
+        # no IPv6 left on the radio: MOBIKE moves the SAs to IPv4 (ESP over IPv4 from now on)
+        lab.pair.run("a", ["ip", "-6", "addr", "del", "2001:db8:c::20/64", "dev", "veth-a"])
+        _wait(lambda: lab.ctl("pdngw").call("sas")[0]["remote"] == f"{UE4}:500", what="MOBIKE to IPv4")
+        assert lab.ctl("ue").call("sas")[0]["spi_i"] == spi_i  # the same IKE SA throughout
+        r = lab.pair.run("a", ["ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", "-I", hoa, CN6], check=False)
+        assert r.returncode == 0, r.stdout + lab.log("ue")[-2000:]
+        assert lab.ctl("pdngw").call("counters")["mobike_updates"] == 2
+        assert lab.ctl("hss").call("counters")["auth_ok"] == 1  # no new EAP run
