@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from test_ike_lab import (
-    GW_INNER4, NET4, PROPOSALS, SWAN_INNER4, VIP4, SwanLab, assert_capture_clean, child_spis, our_gw_spec,
+    GW_INNER4, NET4, PFS, PROPOSALS, SWAN_INNER4, VIP4, SwanLab, assert_capture_clean, child_spis, our_gw_spec,
     our_ue_spec, swan_gw_conf, swan_ue_conf,
 )
 
@@ -40,13 +40,15 @@ def _check(lab, drv, ike_name, ping) -> None:
     assert " 0% packet loss" in res.stdout, res.stdout + res.stderr
 
 
-def _rekey_round(lab, drv, ike_name, ping) -> None:
+def _rekey_round(lab, drv, ike_name, ping, pfs: bool) -> None:
     _check(lab, drv, ike_name, ping)
     drv.cmd("rekey_child")
     drv.wait_event("ChildSaDeleted", count=1)
+    assert (_current(drv)["suite"]["dh"] != 0) == pfs    # PFS: the rekey ran a DH exchange
     _check(lab, drv, ike_name, ping)
     lab.charon._swanctl("--rekey", "--child", "t")
     drv.wait_event("ChildSaDeleted", count=2)
+    assert (_current(drv)["suite"]["dh"] != 0) == pfs
     _check(lab, drv, ike_name, ping)
     drv.cmd("rekey_ike")
     drv.wait_event("IkeSaRekeyed", count=1)
@@ -60,16 +62,16 @@ def _rekey_round(lab, drv, ike_name, ping) -> None:
     assert drv.names().count("ChildSaRekeyed") == 2
 
 
-@pytest.mark.parametrize("prop", ["gcm-x25519", "cbc-modp2048"])
+@pytest.mark.parametrize("prop", ["gcm-x25519", "cbc-modp2048", *PFS])
 def test_rekeys_our_ue(tmp_path, prop):
-    ike_p, esp_p = PROPOSALS[prop]
+    ike_p, esp_p = {**PROPOSALS, **PFS}[prop]
     with SwanLab(tmp_path, "psk") as lab:
         lab.charon.load(swan_gw_conf(lab, ike_p, esp_p, {"t": {"mode": "tunnel", "local_ts": NET4,
                                                               "remote_ts": "dynamic"}}))
         ue = lab.driver(our_ue_spec(lab, ike_p, esp_p))
         cp = ue.wait_event("CpAssigned")
         ue.wait_event("ChildSaEstablished")
-        _rekey_round(lab, ue, "gw", lambda: lab.ping("a", cp["ipv4"], SWAN_INNER4, count=2))
+        _rekey_round(lab, ue, "gw", lambda: lab.ping("a", cp["ipv4"], SWAN_INNER4, count=2), prop in PFS)
         keys = ue.cmd("keys")
         ue.cmd("delete")
         ue.wait_event("IkeSaDeleted")
@@ -80,16 +82,16 @@ def test_rekeys_our_ue(tmp_path, prop):
     assert len(keys["ike"]) == 3 and len(keys["esp"]) == 6, keys
 
 
-@pytest.mark.parametrize("prop", ["gcm-ecp256", "cbc-modp2048"])
+@pytest.mark.parametrize("prop", ["gcm-ecp256", "cbc-modp2048", *PFS])
 def test_rekeys_swan_ue(tmp_path, prop):
-    ike_p, esp_p = PROPOSALS[prop]
+    ike_p, esp_p = {**PROPOSALS, **PFS}[prop]
     with SwanLab(tmp_path, "ecdsa") as lab:
         lab.charon.load(swan_ue_conf(lab, ike_p, esp_p, {"t": {"mode": "tunnel", "local_ts": "dynamic",
                                                               "remote_ts": NET4}}))
         gw = lab.driver(our_gw_spec(lab, ike_p, esp_p))
         lab.charon.initiate(child="t", ike="ue")
         gw.wait_event("ChildSaEstablished")
-        _rekey_round(lab, gw, "ue", lambda: lab.ping("b", VIP4, GW_INNER4, count=2))
+        _rekey_round(lab, gw, "ue", lambda: lab.ping("b", VIP4, GW_INNER4, count=2), prop in PFS)
         keys = gw.cmd("keys")
         lab.charon.terminate("ue")
         gw.wait_event("IkeSaDeleted")

@@ -40,6 +40,11 @@ PROPOSALS = {
     "gcm-ecp256": ("aes128gcm16-prfsha256-ecp256", "aes128gcm16"),
     "cbc-modp2048": ("aes256-sha256-modp2048", "aes256-sha256"),
 }
+# ESP proposals with a DH group: PFS in CREATE_CHILD_SA (RFC 7296 §1.3.1); none is used in IKE_AUTH
+PFS = {
+    "gcm-pfs-x25519": ("aes128gcm16-prfsha256-x25519", "aes128gcm16-x25519"),
+    "cbc-pfs-ecp256": ("aes256-sha256-ecp256", "aes256-sha256-ecp256"),
+}
 AUTHS = ("psk", "rsa", "ecdsa")
 
 _seq = itertools.count()
