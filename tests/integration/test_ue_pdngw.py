@@ -195,8 +195,10 @@ def test_attach_eap_aka_hoa_sas_traffic_detach(workdir):
         while lab.ctl("pdngw").call("status")["ike_sas"]:
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        r = lab.pair.run("a", ["ping", "-n", "-c", "1", "-W", "1", CN6], check=False)
-        assert r.returncode != 0  # no route to the CN without the tunnel
+        r = lab.pair.run("a", ["ping", "-n", "-c", "1", "-W", "1", "-I", hoa, CN6], check=False)
+        assert r.returncode != 0  # the HoA is gone with the tunnel
+        routes = lab.pair.run("a", ["ip", "-6", "route"]).stdout
+        assert "esp0" not in routes.replace("fe80::/64 dev esp0", ""), routes
 
 
 def test_wrong_k_authentication_failed_no_sa(workdir):
