@@ -64,3 +64,26 @@ def test_any_result_code_maps_to_exactly_one_action(code, payload, msk):
         assert code == 2001 and msk is not None and len(msk) >= 32
     if isinstance(act, SendEapRequest):
         assert code == 1001 and act.eap == payload
+
+
+def test_home_address_pool():
+    import ipaddress
+
+    from s2c.codec.ikev2 import CpAttributeType
+    from s2c.ike import DSMIP6_CP_REQUEST, AddressRequest
+
+    from pdngw.daemon import HomeAddressPool
+
+    ha = ipaddress.IPv6Address("2001:db8:1::1")
+    pool = HomeAddressPool("2001:db8:1::/62", 64, ha, "198.19.0.0/30")
+    v4 = tuple(DSMIP6_CP_REQUEST) + (CpAttributeType.INTERNAL_IP4_ADDRESS,)
+    a = pool.allocate(AddressRequest(1, "ue-a", v4))
+    b = pool.allocate(AddressRequest(2, "ue-b", tuple(DSMIP6_CP_REQUEST)))
+    assert str(a.home_prefix) == "2001:db8:1:1::/64" and str(a.home_address) == "2001:db8:1:1::1"
+    assert str(b.home_prefix) == "2001:db8:1:2::/64" and b.ipv4 is None  # no IPv4 unless asked
+    assert a.ha_address == ha and str(a.ipv4) == "198.19.0.2"  # .1 is left to the pool's gateway
+    again = pool.allocate(AddressRequest(3, "ue-a", v4))  # same UE again (re-attach): same addresses
+    assert again.home_prefix == a.home_prefix and again.ipv4 == a.ipv4
+    assert pool.allocate(AddressRequest(4, "ue-c", tuple(DSMIP6_CP_REQUEST))).home_prefix.network_address == \
+        ipaddress.IPv6Address("2001:db8:1:3::")
+    assert pool.allocate(AddressRequest(5, "ue-d", tuple(DSMIP6_CP_REQUEST))) is None  # /62 holds 3 UEs + home link
