@@ -317,6 +317,8 @@ def _tokens(text: str) -> tuple:
     encr = integ = prf = None
     dh: list = []
     for tok in text.split("-"):
+        if tok in ("esn", "noesn"):
+            continue
         if tok in _ENCR:
             encr = _ENCR[tok]
         elif tok in _INTEG:
@@ -351,8 +353,9 @@ def esp_proposal(text: str):
 
     (encr, bits), integ, _prf, dh = _tokens(text)
     aead = encr == c.EncrId.ENCR_AES_GCM_16
+    esn = c.EsnId.ESN if "esn" in text.split("-") else c.EsnId.NO_ESN
     return EspProposal(encr, bits, c.IntegId.NONE if aead else (integ or c.IntegId.AUTH_HMAC_SHA2_256_128),
-                       dh_groups=tuple(dh))
+                       esn, dh_groups=tuple(dh))
 
 
 def parse_ts(text: str):

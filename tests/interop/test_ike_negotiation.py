@@ -91,3 +91,19 @@ def test_ts_unacceptable_keeps_the_ike_sa(tmp_path):
         child = gw.wait_event("ChildSaEstablished")
         assert child_spis(lab.swan_sas()["ue"])["t"] == (child["spi_out"], child["spi_in"])
         assert " 0% packet loss" in lab.ping("b", VIP4, GW_INNER4).stdout
+
+
+def test_esn_is_negotiated_but_libipsec_refuses_it(tmp_path):
+    """ESN (RFC 4303 §2.2.1) in the ESP proposal: charon selects EXT_SEQ from ours, then kernel-libipsec
+    cannot install it; IKE-level agreement only (docs/interop.md)."""
+    ike_p = PROPOSALS["gcm-x25519"][0]
+    with SwanLab(tmp_path, "psk") as lab:
+        lab.charon.load(swan_ue_conf(lab, ike_p, "aes128gcm16-esn", _fresh(TUNNEL_UE)))
+        gw = lab.driver(our_gw_spec(lab, ike_p, "aes128gcm16-esn", dataplane=False))
+        with pytest.raises(Exception):
+            lab.charon.initiate(child="t", ike="ue", timeout=5)
+        child = gw.wait_event("ChildSaEstablished")
+        assert child["suite"]["esn"] == 1
+        gw.wait_event("ChildSaDeleted")
+        log = lab.charon_log()
+        assert "selected proposal: ESP:AES_GCM_16_128/EXT_SEQ" in log and "ESN not supported" in log
