@@ -155,6 +155,7 @@ class PdnGwDaemon(NodeDaemon):
         self._diam_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sessions: dict[int, str] = {}  # IKE sa_id -> S6b Session-Id
+        self._local_for: dict[tuple[str, int], str] = {}  # peer (ip, port) -> our address it used (port 500)
         self._sid = SessionIdGenerator(f"pgw.{self.realm}", int.from_bytes(os.urandom(4), "big"))
         self._children: dict[int, list[Any]] = {}  # sa_id -> ChildSaEstablished events alive
         self._auth: dict[int, dict[str, Any]] = {}  # sa_id -> {imsi, result, started}
@@ -307,8 +308,12 @@ class PdnGwDaemon(NodeDaemon):
         before = sum(self.responder.stats.values())
         if local is not None:
             # a new IKE SA takes the responder's local address (NAT detection hashes): the one this
-            # datagram came in on (the core has one local address; we listen on several)
+            # datagram came in on (the core has one local address; we listen on several); answers to
+            # this peer leave from that address (a NAT only lets replies from it through)
             self.responder.local_addr = local
+            self._local_for[addr] = local[0]
+            if len(self._local_for) > 10000:
+                self._local_for.clear()
         try:
             self.responder.receive_datagram(data, addr, self._now())
         except Exception:  # noqa: BLE001 - a core bug must not take the daemon down
@@ -330,7 +335,7 @@ class PdnGwDaemon(NodeDaemon):
         for _ in range(100):
             out = r.datagrams_to_send(self._now())
             for data, addr in out:
-                self.io.send(data, addr)
+                self.io.send(data, addr, self._local_for.get(addr))
                 self.counters["ike_tx"] += 1
             got = False
             while (e := r.next_event()) is not None:
