@@ -149,7 +149,13 @@ class EspSa:
                 raise ValueError("AES-CBC needs HMAC-SHA-256-128 with a 32-byte key (RFC 4868)")
             if self.direction is Direction.OUT and self.rng is None:
                 raise ValueError("AES-CBC outbound SA needs an rng for its random IVs (RFC 3602 §3)")
-            self._aes = algorithms.AES(self.encr_key)
+            # Long-lived CBC contexts (never finalized; every input is whole blocks). Encrypt: feeding a
+            # fresh random block R first yields C0 = E(R ^ chain), an unpredictable IV (RFC 3602 §2.4), and
+            # the packet continues the chain from C0 - plain CBC with IV C0. Decrypt: feeding the IV first
+            # resets the chain to it; the first output block is discarded.
+            aes = algorithms.AES(self.encr_key)
+            self._cbc_enc = Cipher(aes, modes.CBC(bytes(16))).encryptor()
+            self._cbc_dec = Cipher(aes, modes.CBC(bytes(16))).decryptor()
             self._iv_len = CBC_IV_LEN
             self._icv_len = HMAC_SHA256_128_LEN
             self._align = AES_BLOCK
@@ -202,9 +208,8 @@ class EspSa:
             return hdr_iv + ct
         header = _HDR.pack(self.spi, seq & _M32)
         if self.encr is EncrAlg.ENCR_AES_CBC:
-            iv = self.rng(CBC_IV_LEN)  # type: ignore[misc]
-            enc = Cipher(self._aes, modes.CBC(iv)).encryptor()
-            body = iv + enc.update(b"".join((payload, trailer(n, next_header, AES_BLOCK)))) + enc.finalize()
+            r = self.rng(CBC_IV_LEN)  # type: ignore[misc]
+            body = self._cbc_enc.update(b"".join((r, payload, trailer(n, next_header, AES_BLOCK))))
         else:
             body = b"".join((payload, trailer(n, next_header, 4)))
         signed = header + body
@@ -259,8 +264,7 @@ class EspSa:
                 if not len(ct) or len(ct) % AES_BLOCK:
                     c.malformed += 1
                     raise MalformedEsp("AES-CBC ciphertext is not a whole number of blocks")
-                dec = Cipher(self._aes, modes.CBC(bytes(mv[8:24]))).decryptor()
-                plain = dec.update(ct) + dec.finalize()
+                plain = self._cbc_dec.update(mv[ESP_HEADER_LEN : n - 16])[CBC_IV_LEN:]
             else:
                 plain = mv[ESP_HEADER_LEN : n - 16]
         if window is not None:
