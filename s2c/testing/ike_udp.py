@@ -534,6 +534,9 @@ def _command(drv: IkeUdpDriver, core: Any, dp: Any, name: str, cmd: dict, now: f
         sa = drv.ike_sa(sa_id)
         spi = cmd.get("spi_in") or sa.children[0].spi_in
         core.rekey_child(sa_id, spi, now) if responder else core.rekey_child(spi, now)
+    elif name == "delete_child":
+        spi = cmd.get("spi_in") or drv.ike_sa(sa_id).children[0].spi_in
+        core.delete_child(sa_id, spi, now) if responder else core.delete_child(spi, now)
     elif name in ("rekey_ike", "delete", "liveness_check"):
         getattr(core, name)(sa_id, now) if responder else getattr(core, name)(now)
     elif name == "send_transport":

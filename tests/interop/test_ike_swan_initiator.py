@@ -113,3 +113,31 @@ def test_swan_ue_mh_transport_child_in_ike_auth(tmp_path, auth):
         assert t["mode"] == "tunnel" and child_spis(lab.swan_sas()["ue"])["t"] == (t["spi_out"], t["spi_in"])
         res = lab.ping("b", VIP4, GW_INNER4)
         assert " 0% packet loss" in res.stdout, res.stdout + res.stderr
+
+
+def test_our_gw_deletes_child_then_ike_sa(tmp_path):
+    """Our PDN GW deletes the CHILD SA, then the IKE SA (RFC 7296 §1.4.1); charon follows.
+    (charon sends no NAT-T keepalives under forced encapsulation, so those are not seen here.)"""
+    ike_p, esp_p = PROPOSALS["gcm-x25519"]
+    with SwanLab(tmp_path, "psk") as lab:
+        lab.charon.load(swan_ue_conf(lab, ike_p, esp_p, {"t": dict(TUNNEL_CHILD)}))
+        gw = lab.driver(our_gw_spec(lab, ike_p, esp_p))
+        lab.charon.initiate(child="t", ike="ue")
+        child = gw.wait_event("ChildSaEstablished")
+        res = lab.ping("b", VIP4, GW_INNER4)
+        assert " 0% packet loss" in res.stdout, res.stdout + res.stderr
+        gw.cmd("delete_child", spi_in=child["spi_in"])
+        deleted = gw.wait_event("ChildSaDeleted")
+        assert (deleted["spi_in"], deleted["spi_out"]) == (child["spi_in"], child["spi_out"])
+        gw.settle(0.3)
+        sa = lab.swan_sas()["ue"]
+        assert sa["state"] == "ESTABLISHED" and not child_spis(sa)
+        assert gw.cmd("stats")["dataplane"]["sas"] == {}
+        gw.cmd("delete")
+        gw.wait_event("IkeSaDeleted")
+        gw.settle(0.3)
+        assert lab.swan_sas() == {}
+        keys = gw.cmd("keys")
+        bye = gw.close()
+        assert bye.get("errors") == [], bye
+        assert_capture_clean(lab, keys, min_esp=6)
