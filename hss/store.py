@@ -473,9 +473,10 @@ class SubscriberStore:
         """Return (subscriber, fresh SQN); the SQN is on disk (<= a committed watermark) on return.
 
         Fast path: the next SQN of the in-memory block, whose watermark was committed before it was
-        published. When half of the block is used, a background thread commits the next watermark
-        (on its own connection, so the caller never waits for that fsync); if the block runs out
-        first, the caller reserves synchronously. Any mismatch with the row (another process, a
+        published. When half of the block is used, the writer thread commits the next watermark (on
+        its own connection, so the caller never waits for that fsync); if the block runs out first,
+        the caller waits for a synchronous reservation made by the same writer thread (one writer:
+        no lock contention, no SQLite busy back-off). Any mismatch with the row (another process, a
         resync, a re-provisioning) discards the block: SQNs are skipped, never re-issued.
         """
         sub = self._auth_row(imsi)
@@ -490,24 +491,16 @@ class SubscriberStore:
                     self._schedule_refill(imsi, blk)
                 return sub, nxt
         # Reserve a fresh block synchronously: advance SQN_HE ``sqn_reserve`` times, persist, then use.
-        with self._lock:
-            self._begin()
-            try:
-                row = self._db.execute("SELECT sqn, created FROM subscribers WHERE imsi=?", (imsi,)).fetchone()
-                if row is None:
-                    raise UnknownSubscriber(imsi)
-                start, created = int(row[0]), row[1]
-                first = auc.next_sqn(start)
-                watermark = self._advance(first, self.sqn_reserve - 1)
-                self._db.execute("UPDATE subscribers SET sqn=?, updated=? WHERE imsi=?", (watermark, _now(), imsi))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        if self.path == ":memory:":
+            start, created, watermark = self._commit_watermark(self._db, imsi, None, None)  # type: ignore[misc]
+        else:
+            start, created, watermark = self._writer_pool().submit(
+                self._commit_watermark, None, imsi, None, None).result()  # type: ignore[misc]
+        first = auc.next_sqn(start)
+        with self._blk_lock:
             self.commits += 1
-            with self._blk_lock:
-                self._blocks[imsi] = _Block(created=created, watermark=watermark, last=first,
-                                            left=self.sqn_reserve - 1)
+            self._blocks[imsi] = _Block(created=created, watermark=watermark, last=first,
+                                        left=self.sqn_reserve - 1)
         if created != sub.created:
             sub = self._auth_row(imsi)
         return sub, first
@@ -527,36 +520,58 @@ class SubscriberStore:
             sqn = auc.next_sqn(sqn)
         return sqn
 
+    def _writer_pool(self) -> ThreadPoolExecutor:
+        if self._refiller is None:
+            self._refiller = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hss-sqn")
+        return self._refiller
+
+    def _writer_conn(self) -> sqlite3.Connection:
+        """The writer thread's own connection (created in that thread)."""
+        if self._writer is None:
+            self._writer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+            self._writer.execute("PRAGMA synchronous=FULL")
+            self._writer.execute("PRAGMA busy_timeout=10000")
+        return self._writer
+
+    def _commit_watermark(self, conn: sqlite3.Connection | None, imsi: str, base: int | None,
+                          created: str | None) -> tuple[int, str, int] | None:
+        """BEGIN IMMEDIATE; new watermark = SQN_HE advanced ``sqn_reserve`` times; COMMIT.
+
+        With ``base``/``created`` given (a refill), only if the row still holds exactly that
+        watermark for that subscriber; returns (old SQN_HE, created, new watermark) or None.
+        """
+        w = conn if conn is not None else self._writer_conn()
+        w.execute("BEGIN IMMEDIATE")
+        try:
+            row = w.execute("SELECT sqn, created FROM subscribers WHERE imsi=?", (imsi,)).fetchone()
+            if row is None:
+                if base is None:
+                    raise UnknownSubscriber(imsi)
+                w.execute("ROLLBACK")
+                return None
+            start, row_created = int(row[0]), row[1]
+            if base is not None and (start != base or row_created != created):
+                w.execute("ROLLBACK")
+                return None
+            watermark = self._advance(start, self.sqn_reserve)
+            w.execute("UPDATE subscribers SET sqn=?, updated=? WHERE imsi=?", (watermark, _now(), imsi))
+            w.execute("COMMIT")
+        except BaseException:
+            w.execute("ROLLBACK")
+            raise
+        return start, row_created, watermark
+
     def _schedule_refill(self, imsi: str, blk: _Block) -> None:
         """Called with ``_blk_lock`` held: commit the next watermark in the background."""
         if self.sqn_reserve < 2 or self.path == ":memory:":
             return
         target = self._advance(blk.watermark, self.sqn_reserve)
         blk.pending = target
-        if self._refiller is None:
-            self._refiller = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hss-sqn")
-        self._refiller.submit(self._refill, imsi, blk, blk.watermark, target)
+        self._writer_pool().submit(self._refill, imsi, blk, blk.watermark, target)
 
     def _refill(self, imsi: str, blk: _Block, base: int, target: int) -> None:
-        ok = False
         try:
-            if self._writer is None:
-                self._writer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
-                self._writer.execute("PRAGMA synchronous=FULL")
-                self._writer.execute("PRAGMA busy_timeout=10000")
-            w = self._writer
-            w.execute("BEGIN IMMEDIATE")
-            try:
-                row = w.execute("SELECT sqn, created FROM subscribers WHERE imsi=?", (imsi,)).fetchone()
-                if row is not None and int(row[0]) == base and row[1] == blk.created:
-                    w.execute("UPDATE subscribers SET sqn=?, updated=? WHERE imsi=?", (target, _now(), imsi))
-                    w.execute("COMMIT")
-                    ok = True
-                else:
-                    w.execute("ROLLBACK")
-            except BaseException:
-                w.execute("ROLLBACK")
-                raise
+            ok = self._commit_watermark(None, imsi, base, blk.created) is not None
         except Exception:  # noqa: BLE001 - a failed refill only means the next take reserves synchronously
             ok = False
         with self._blk_lock:
@@ -566,9 +581,8 @@ class SubscriberStore:
             if self._blocks.get(imsi) is blk and blk.pending == target:
                 blk.pending = None
                 if ok:
-                    added = self.sqn_reserve
                     blk.watermark = target
-                    blk.left += added
+                    blk.left += self.sqn_reserve
 
     def flush(self) -> None:
         """Wait for background refills (tests, shutdown)."""
