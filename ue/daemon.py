@@ -587,6 +587,14 @@ class UeDaemon(NodeDaemon):
                                                                  self.timings.items()}}])[-20:]
         self.log.info("attached: HoA %s / %s, %s", self.hoa6, self.hoa4,
                       ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in self.timings.items()))
+        routes = getattr(self, "_routes_future", None)
+        if routes is not None and not routes.done():
+            routes.add_done_callback(lambda _f: self._report_attached())
+        else:
+            self._report_attached()
+
+    def _report_attached(self) -> None:
+        self._mark("routes")
         if self._done is not None and not self._done.done():
             self._done.set_result(self._result())
 
@@ -704,29 +712,36 @@ class UeDaemon(NodeDaemon):
 
     def _configure_hoa(self) -> None:
         """HoA(s) on esp0; user traffic into the tunnel: ``default dev esp0`` (metric 5, before the
-        radios' defaults) and ``from <HoA> lookup 220`` (HoA-sourced traffic whatever the main table says)."""
+        radios' defaults) and ``from <HoA> lookup 220`` (HoA-sourced traffic whatever the main table says).
+
+        Done in the netlink thread without waiting (a dozen round trips): the event loop meanwhile
+        handles the tunnel CHILD SA exchange; ``_attached`` reports once this is done."""
         idx = self._tun_index()
         if idx is None:
             return
         self._unconfigure_hoa(keep=True)
-        for addr, fam, plen in ((self.hoa6, socket.AF_INET6, 128), (self.hoa4, socket.AF_INET, 32)):
-            if not addr:
-                continue
-            default = "::/0" if fam == socket.AF_INET6 else "0.0.0.0/0"
-            steps = [
-                ("address", lambda: self.ipr.addr("replace", index=idx, address=addr, prefixlen=plen,
-                                                  **({"flags": 0x02} if fam == socket.AF_INET6 else {}))),
-                ("rule", lambda: self.ipr.rule("add", family=fam, src=addr, src_len=plen, table=HOA_TABLE,
-                                               priority=HOA_RULE_PREF)),
-                ("table route", lambda: self.ipr.route("replace", family=fam, dst=default, oif=idx, table=HOA_TABLE)),
-                ("default route", lambda: self.ipr.route("replace", family=fam, dst=default, oif=idx,
-                                                         priority=TUN_METRIC)),
-            ]
-            for what, fn in steps:
-                try:
-                    fn()
-                except Exception as exc:  # noqa: BLE001 - e.g. the rule exists already
-                    self.log.debug("HoA %s %s: %s", addr, what, exc)
+        plan = [(a, f, p) for a, f, p in ((self.hoa6, socket.AF_INET6, 128), (self.hoa4, socket.AF_INET, 32)) if a]
+        log = self.log
+
+        def work(ipr: Any) -> None:
+            for addr, fam, plen in plan:
+                default = "::/0" if fam == socket.AF_INET6 else "0.0.0.0/0"
+                steps = [
+                    ("address", lambda: ipr.addr("replace", index=idx, address=addr, prefixlen=plen,
+                                                 **({"flags": 0x02} if fam == socket.AF_INET6 else {}))),
+                    ("rule", lambda: ipr.rule("add", family=fam, src=addr, src_len=plen, table=HOA_TABLE,
+                                              priority=HOA_RULE_PREF)),
+                    ("table route", lambda: ipr.route("replace", family=fam, dst=default, oif=idx, table=HOA_TABLE)),
+                    ("default route", lambda: ipr.route("replace", family=fam, dst=default, oif=idx,
+                                                        priority=TUN_METRIC)),
+                ]
+                for what, fn in steps:
+                    try:
+                        fn()
+                    except Exception as exc:  # noqa: BLE001 - e.g. the rule exists already
+                        log.debug("HoA %s %s: %s", addr, what, exc)
+
+        self._routes_future = asyncio.wrap_future(self.ipr.background(work))
         self._configured = (self.hoa6, self.hoa4)
 
     def _unconfigure_hoa(self, keep: bool = False) -> None:
@@ -824,6 +839,10 @@ class _ThreadedIPRoute:
             res = self._ex.submit(lambda: fn(*a, **kw)).result(5.0)
             return list(res) if hasattr(res, "__iter__") and not isinstance(res, (list, tuple, dict, str)) else res
         return call
+
+    def background(self, fn: Any) -> Any:
+        """Run ``fn(ipr)`` in the netlink thread (after the calls queued before); a concurrent Future."""
+        return self._ex.submit(fn, self._ipr)
 
     def close(self) -> None:
         try:
