@@ -83,3 +83,23 @@ register_step(StepSchema(
     scalar="node",
     title="{node}",
 ))
+
+
+def _check_handover(args: dict[str, Any], topo: Topology | None, state: ScenarioState) -> list[tuple[str, str]]:
+    ue, radio = args["ue"], args["radio"]
+    if topo is not None and (ue, radio) not in state.radios:
+        radios = sorted(r for (u, r) in state.radios if u == ue)
+        return [("radio", f"'{ue}:{radio}' is not a radio of {ue} (radios: {', '.join(radios) or 'none'})")]
+    return []
+
+
+register_step(StepSchema(
+    kind="handover",
+    doc="Move an attached UE's IKE and CHILD SAs to another radio with MOBIKE (RFC 4555), keeping the HoA.",
+    fields=(
+        FieldSpec("ue", "ue", required=True),
+        FieldSpec("radio", "string", required=True, doc="the UE interface to continue on"),
+    ),
+    check=_check_handover,
+    title="{ue} -> {radio}",
+))

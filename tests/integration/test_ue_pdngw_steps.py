@@ -44,9 +44,10 @@ def test_valid_attach_detach_restart(tmp_path):
   - detach: ue1
   - restart: pdngw
   - restart: {node: pdngw, hard: true, down: 1}
+  - handover: {ue: ue1, radio: wlan1}
 """)
     kinds = [s.kind for s in sc.steps]
-    assert kinds == ["attach", "attach", "detach", "restart", "restart"]
+    assert kinds == ["attach", "attach", "detach", "restart", "restart", "handover"]
     assert sc.steps[0].args["expect"] == "success" and sc.steps[2].args["ue"] == "ue1"
     assert sc.steps[3].args["node"] == "pdngw" and sc.steps[3].args["hard"] is False
 
@@ -60,6 +61,8 @@ def test_valid_attach_detach_restart(tmp_path):
     ("attach: {ue: ue1, expect: maybe}", "expect", "success"),
     ("detach: {ue: hss}", "ue", "not a ue"),
     ("restart: {node: wlan-a}", "node", "bridge"),
+    ("handover: {ue: ue1, radio: eth7}", "radio", "not a radio"),
+    ("handover: {ue: ue1}", "radio", "required"),
 ])
 def test_bad_steps_one_line_errors(tmp_path, step, field, words):
     text = errors(tmp_path, f"  - {step}\n")
@@ -78,7 +81,7 @@ def test_runners_registered():
     from s2c.lab.steps import load_runners
 
     runners = load_runners()
-    assert {"attach", "detach", "restart"} <= set(runners)
+    assert {"attach", "detach", "restart", "handover"} <= set(runners)
     assert runners["attach"].__module__ == "s2c.lab.steps.ike"
 
 

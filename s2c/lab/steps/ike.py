@@ -120,3 +120,24 @@ def run_restart(ctx: RunContext, step: Any) -> StepOutcome:
     return StepOutcome.ok(f"{node} {'killed' if hard else 'stopped'} in {stopped * 1000:.0f} ms, "
                           f"up again after {took:.2f} s", node=node, hard=hard, stopped_s=round(stopped, 3),
                           took_s=round(took, 3), pid=new.pid)
+
+
+@register_runner("handover")
+def run_handover(ctx: RunContext, step: Any) -> StepOutcome:
+    ue, radio = str(arg(step, "ue")), str(arg(step, "radio"))
+    ctx.node(ue)
+    t0 = time.monotonic()
+    res = ctx.call(ue, "handover", radio=radio)
+    if not res.get("moved"):
+        return StepOutcome.fail(f"{ue} did not move to {radio}: {res}", **res)
+    deadline = t0 + max(1.0, ctx.remaining(5.0) - 0.5)
+    while True:  # the UPDATE_SA_ADDRESSES exchange is answered when the UE's IKE SA shows the new CoA
+        sas = ctx.call(ue, "sas")
+        if sas and str(sas[0].get("local", "")).startswith(str(res.get("coa"))):
+            break
+        if time.monotonic() > deadline:
+            return StepOutcome.fail(f"{ue}: MOBIKE to {res.get('coa')} not confirmed", **res)
+        time.sleep(0.05)
+    took = time.monotonic() - t0
+    return StepOutcome.ok(f"{ue} now on {radio} ({res.get('coa')} -> {res.get('pdngw')}) in {took * 1000:.0f} ms",
+                          ue=ue, radio=radio, took_s=round(took, 4), **res)
