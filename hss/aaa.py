@@ -106,6 +106,7 @@ class Session:
     hss_result: int | None = None
     sqn: int | None = None
     msk: bytes | None = field(default=None, repr=False)
+    fail_reason: str = ""
     rounds: int = 0
     last_request_payload: bytes | None = None
     last_answer: DiameterMessage | None = field(default=None, repr=False)
@@ -214,8 +215,7 @@ class AaaFunction:
                 sess.imsi = ev.imsi
                 sess.msk = ev.msk
             elif isinstance(ev, AuthenticationFailed):
-                sess.hss_result = sess.hss_result or 0
-                log.debug("session %s failed: %s", sess.session_id, ev.reason)
+                sess.fail_reason = ev.reason
 
     def _fetch_vector(self, sess: Session, ev: VectorRequired) -> None:
         """SWx MAR -> MAA through the real message path (see :class:`LoopbackSwx`)."""
@@ -272,10 +272,12 @@ class AaaFunction:
                 return build_dea(req, self.identity, experimental_result=ExperimentalResultCode.DIAMETER_ERROR_USER_UNKNOWN,
                                  eap_payload=out)
             self.counters["auth_fail"] += 1
-            log.info("auth imsi=%s result=failure method=%s sqn=%s session=%s", sess.imsi, self.scheme,
-                     _fmt_sqn(sess.sqn), sess.session_id)
-            return build_dea(req, self.identity, result_code=ResultCode.DIAMETER_AUTHENTICATION_REJECTED,
-                             eap_payload=out)
+            log.info("auth imsi=%s result=failure reason=%s method=%s sqn=%s session=%s", sess.imsi,
+                     sess.fail_reason or "-", self.scheme, _fmt_sqn(sess.sqn), sess.session_id)
+            code = ResultCode.DIAMETER_AUTHENTICATION_REJECTED
+            if sess.hss_result is not None and sess.hss_result != ResultCode.DIAMETER_AUTHENTICATION_REJECTED:
+                code = ResultCode.DIAMETER_UNABLE_TO_COMPLY  # the HSS could not serve (not the user's fault)
+            return build_dea(req, self.identity, result_code=code, eap_payload=out)
         if out is None:
             del self.sessions[sess.session_id]
             self.counters["auth_fail"] += 1
