@@ -68,6 +68,8 @@ DEFAULT_ORIGIN_HOST = "hss.epc.mnc001.mcc001.3gppnetwork.org"
 DEFAULT_ORIGIN_REALM = "epc.mnc001.mcc001.3gppnetwork.org"
 DEFAULT_PORT = 3868
 SERVED_APPS = (ApplicationId.SWX_3GPP, ApplicationId.S6B_3GPP)
+MAX_WRITE_BUFFER = 4 << 20
+"""Bytes of unsent answers after which a connection is dropped (the peer is not reading)."""
 COUNTER_NAMES = ("auth_ok", "auth_fail", "auth_resync", "auth_unknown", "malformed")
 
 
@@ -159,6 +161,13 @@ class Connection(asyncio.Protocol):
         data = peer.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
+            if self.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+                # a peer that sends requests but never reads its answers: drop it, not our memory
+                self.daemon.counters["peer_not_reading"] += 1
+                self.daemon.log.warning("peer %s does not read its answers; closing", self.address)
+                self.transport.abort()
+                peer.connection_lost("peer not reading")
+                closed = True
         if closed or peer.state is PeerState.CLOSED:
             if self.transport is not None:
                 self.transport.close()

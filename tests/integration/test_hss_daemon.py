@@ -274,3 +274,28 @@ def test_mar_eap_aka_prime_returns_ck_ik_prime(hss_daemon):
         chk = milenage.check_autn(K, OPC, rand, autn)
         assert chk.mac_ok and item.authorization == chk.res
         assert (item.confidentiality_key, item.integrity_key) == ck_ik_prime(chk.ck, chk.ik, b"WLAN", autn[:6])
+
+
+def test_peer_that_never_reads_is_dropped(hss_daemon):
+    d = hss_daemon()
+    c = DiameterClient("127.0.0.1", d.port)
+    c.cer()
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    wire = serialize_message(mar(user="001019999999999"))  # cheap requests, ~300-byte answers
+    c.sock.settimeout(0.5)
+    sent = 0
+    try:
+        for _ in range(200000):
+            c.sock.sendall(wire * 50)
+            sent += 50
+    except (OSError, socket.timeout):
+        pass  # the daemon closed us (or our send buffer filled up because it stopped reading)
+    finally:
+        c.sock.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not d.ctl.call("counters").get("peer_not_reading"):
+        time.sleep(0.2)
+    assert d.ctl.call("counters").get("peer_not_reading") == 1
+    with DiameterClient("127.0.0.1", d.port) as other:
+        other.cer()
+        assert other.request(mar()).result_code == ResultCode.DIAMETER_SUCCESS
