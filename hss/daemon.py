@@ -258,7 +258,7 @@ class HssDaemon(NodeDaemon):
             self._servers.append(server)
             for sock in server.sockets:
                 addr = sock.getsockname()
-                self.bound.append(f"{addr[0]}:{addr[1]}")
+                self.bound.append(f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}")
         self._purger = asyncio.get_running_loop().create_task(self._purge_loop())
         # Hot-path hygiene: log records skip thread/process lookups, and start-up objects leave
         # the cyclic GC's generations (fewer, shorter collections while serving).

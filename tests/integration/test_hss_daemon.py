@@ -299,3 +299,14 @@ def test_peer_that_never_reads_is_dropped(hss_daemon):
     with DiameterClient("127.0.0.1", d.port) as other:
         other.cer()
         assert other.request(mar()).result_code == ResultCode.DIAMETER_SUCCESS
+
+
+def test_ipv6_listener(hss_daemon):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    d = hss_daemon(diameter={"listen": ["::1"], "port": 0})
+    listening = d.ctl.call("status")["listening"]
+    assert listening[0].startswith("[::1]:")
+    with DiameterClient("::1", int(listening[0].rsplit(":", 1)[1])) as c:
+        assert c.cer().result_code == ResultCode.DIAMETER_SUCCESS
+        assert c.request(mar()).result_code == ResultCode.DIAMETER_SUCCESS
