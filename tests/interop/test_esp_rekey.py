@@ -99,3 +99,59 @@ def test_rekeys_swan_ue(tmp_path, prop):
         assert bye.get("errors") == [], bye
         assert_capture_clean(lab, keys, min_esp=24)
     assert len(keys["ike"]) == 3 and len(keys["esp"]) == 6, keys
+
+
+def _block_4500(lab, on: bool) -> None:
+    if on:
+        lab.pair.run("a", ["nft", "add table inet s2ctio; add chain inet s2ctio in { type filter hook input priority 0; }; "
+                                  "add chain inet s2ctio out { type filter hook output priority 0; }; "
+                                  "add rule inet s2ctio in udp dport 4500 drop; add rule inet s2ctio out udp dport 4500 drop"])
+    else:
+        lab.pair.run("a", ["nft", "delete table inet s2ctio"])
+
+
+@pytest.mark.parametrize("what", ["child", "ike"])
+def test_simultaneous_rekey_with_swan(tmp_path, what):
+    """Both sides rekey at once (RFC 7296 §2.8.1/§2.8.2): requests are held back by a firewall until
+    both are pending, then cross. The redundant SA (lowest nonce) is deleted by its initiator; both
+    sides end with one CHILD SA with the same SPIs, or one IKE SA, and traffic flows."""
+    ike_p, esp_p = PROPOSALS["gcm-x25519"]
+    with SwanLab(tmp_path, "psk") as lab:
+        lab.charon.load(swan_gw_conf(lab, ike_p, esp_p, {"t": {"mode": "tunnel", "local_ts": NET4,
+                                                              "remote_ts": "dynamic"}}))
+        ue = lab.driver(our_ue_spec(lab, ike_p, esp_p, retransmit_timeout=1.0))
+        cp = ue.wait_event("CpAssigned")
+        ue.wait_event("ChildSaEstablished")
+        ping = lambda: lab.ping("a", cp["ipv4"], SWAN_INNER4, count=2)  # noqa: E731
+        _check(lab, ue, "gw", ping)
+        _block_4500(lab, True)
+        try:
+            ue.cmd("rekey_child" if what == "child" else "rekey_ike")
+            lab.charon._swanctl("--rekey", "--child" if what == "child" else "--ike", "t" if what == "child" else "gw")
+            ue.settle(0.3)
+        finally:
+            _block_4500(lab, False)
+        ue.settle(6.0)   # retransmissions cross, collisions resolve, redundant SAs get deleted
+        sa = lab.swan_sas()["gw"]
+        assert sa["state"] == "ESTABLISHED"
+        if what == "child":
+            assert len(child_spis(sa)) == 1 and len([v for v in sa["child-sas"].values() if isinstance(v, dict)]) == 1, sa
+        live = {}
+        for e in ue.events:
+            if e["event"] == "ChildSaEstablished":
+                live[e["spi_in"]] = e
+            elif e["event"] == "ChildSaRekeyed":
+                live[e["new"]["spi_in"]] = e["new"]
+            elif e["event"] == "ChildSaDeleted":
+                live.pop(e["spi_in"], None)
+        assert len(live) == 1, (ue.names(), live)
+        (cur,) = live.values()
+        assert child_spis(sa)["t"] == (cur["spi_out"], cur["spi_in"])
+        ike_spis = [(e["spi_i"], e["spi_r"]) for e in ue.events if e["event"] in ("IkeSaEstablished", "IkeSaRekeyed")]
+        assert (sa["initiator-spi"], sa["responder-spi"]) == ike_spis[-1]   # our current IKE SA is charon's
+        res = ping()
+        assert " 0% packet loss" in res.stdout, res.stdout + res.stderr
+        keys = ue.cmd("keys")
+        bye = ue.close()
+        assert bye.get("errors") == [], bye
+        assert_capture_clean(lab, keys, min_esp=8)
