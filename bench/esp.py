@@ -4,7 +4,8 @@
 (b) iperf3 TCP throughput through the userspace tunnel between two namespaces vs plain veth;
 (c) RTT (ping -c 50 -i 0.01, median) through the tunnel vs plain veth.
 
-Run: .venv/bin/python bench/esp.py [--seconds 10] [--only micro|net] [--udp-encap/--raw-esp]
+Run: .venv/bin/python bench/esp.py [--seconds 10] [--only micro|net] [--raw-esp] [--workers 1,2]
+     [--suite gcm128|gcm256|cbc128|cbc256] [--mtu N] [--pin] [--nice N]
 (b) and (c) need root; namespaces are named s2ct-esb<random> and removed at the end.
 """
 
@@ -97,7 +98,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--only", choices=["micro", "net"])
     ap.add_argument("--raw-esp", action="store_true", help="plain ESP (IP protocol 50) instead of UDP 4500")
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", default="1,2", help="worker layouts to measure: 1 (one loop), 2 (tx + rx)")
     ap.add_argument("--suite", default="gcm128", choices=["gcm128", "gcm256", "cbc128", "cbc256"])
     ap.add_argument("--nice", type=int, default=0, help="worker niceness, e.g. -10 on a loaded host")
     ap.add_argument("--pin", action="store_true", help="pin tx/rx worker processes to CPUs 0/1")
@@ -108,20 +109,21 @@ def main() -> None:
         print("(a) per-packet cost, 1400-byte packets, median of 7 runs x 20000")
         for name, r in micro().items():
             print(f"    {name:26s} encapsulate {r['encap_us']:5.2f} us   decapsulate {r['decap_us']:5.2f} us")
-    if a.only != "micro":
-        if os.geteuid() != 0:
-            print("(b)/(c) skipped: need root for namespaces", file=sys.stderr)
-            return
-        mode = "raw ESP" if a.raw_esp else "ESP-in-UDP 4500"
-        r = net(a.seconds, not a.raw_esp, a.workers, a.suite, a.mtu, a.nice, a.pin)
-        mtu = f"TUN MTU {a.mtu}" if a.mtu else "default TUN MTU"
-        print(f"(b) iperf3 TCP {a.seconds}s, {a.suite}, {mode}, {a.workers} worker process(es) per side, {mtu}, nice {a.nice}{', pinned' if a.pin else ''}")
-        print(f"    plain veth   {r['veth_mbps']:8.0f} Mbit/s")
-        print(f"    ESP tunnel   {r['tunnel_mbps']:8.0f} Mbit/s   ratio {r['tunnel_mbps'] / r['veth_mbps']:.3f}")
-        print("(c) RTT, ping -c 50 -i 0.01, median")
-        print(f"    plain veth   {r['veth_rtt_ms']:.3f} ms")
-        print(f"    ESP tunnel   {r['tunnel_rtt_ms']:.3f} ms")
-        print(f"    receiver SA: replay drops {r['replay_drops']}, auth failures {r['auth_failures']}")
+    if a.only == "micro":
+        return
+    if os.geteuid() != 0:
+        print("(b)/(c) skipped: need root for namespaces", file=sys.stderr)
+        return
+    mode = "raw ESP" if a.raw_esp else "ESP-in-UDP 4500"
+    mtu = f"TUN MTU {a.mtu}" if a.mtu else "default TUN MTU"
+    print(f"(b) iperf3 TCP {a.seconds}s and (c) ping -c 50 -i 0.01 median; {a.suite}, {mode}, {mtu}, "
+          f"nice {a.nice}{', pinned' if a.pin else ''}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    for w in [int(x) for x in a.workers.split(",")]:
+        r = net(a.seconds, not a.raw_esp, w, a.suite, a.mtu, a.nice, a.pin)
+        print(f"    plain veth                      {r['veth_mbps']:8.0f} Mbit/s   RTT {r['veth_rtt_ms']:.3f} ms")
+        print(f"    ESP tunnel, {w} worker(s)/side   {r['tunnel_mbps']:8.0f} Mbit/s   RTT {r['tunnel_rtt_ms']:.3f} ms"
+              f"   ratio {r['tunnel_mbps'] / r['veth_mbps']:.3f}"
+              f"   (receiver SA: {r['replay_drops']} replay drops, {r['auth_failures']} auth failures)")
 
 
 if __name__ == "__main__":
