@@ -380,9 +380,10 @@ class PdnGwDaemon(NodeDaemon):
         if isinstance(e, ev.EapAuthenticationRequested):
             self.counters["eap_started"] += 1
             self._auth[e.sa_id] = {"peer": e.peer_id, "started": time.time()}
-            self._spawn(self._der(e.sa_id, identity_response(e.peer_id_data), None))
+            # User-Name = the NAI from IDi in every DER of the session (TS 29.273 §9.2.2.2.1)
+            self._spawn(self._der(e.sa_id, identity_response(e.peer_id_data), e.peer_id))
         elif isinstance(e, ev.EapResponseReceived):
-            self._spawn(self._der(e.sa_id, e.eap, None))
+            self._spawn(self._der(e.sa_id, e.eap, self._auth.get(e.sa_id, {}).get("peer")))
         elif isinstance(e, ev.IkeSaEstablished):
             self.counters["ike_sa_established"] += 1
             self.log.info("IKE SA %d established with %s (%s:%d, NAT %s)", e.sa_id, e.remote_id, e.remote_addr[0],
