@@ -185,3 +185,19 @@ def test_ipv6_outer(tmp_path, udp_encap):
     assert tshark_fields(pcap, [], ["frame.number"], "ip and esp") == []
     assert len(tshark_fields(pcap, sas, ["icmp.type"], "esp and icmp")) == 6
     assert len(tshark_fields(pcap, sas, ["icmpv6.type"], "esp and icmpv6")) == 6
+
+
+def test_jumbo_tun_mtu_fragments_outer_esp(tmp_path):
+    """mtu=9000: inner 8000-byte pings cross as IP-fragmented ESP-in-UDP that tshark reassembles and decrypts."""
+    pcap = str(tmp_path / "jumbo.pcap")
+    with EspLab(prefix(), mtu=9000, transport=False) as lab:
+        cap = lab.start_capture("b", pcap)
+        r = nsx(lab.ns_a, "ping", "-c", "3", "-i", "0.05", "-W", "2", "-s", "8000", "-M", "do", "10.77.0.2",
+                check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+        lab.stop_capture(cap, pcap)
+        sas = lab.wireshark_sas()
+    assert len(tshark_fields(pcap, [], ["frame.number"], "ip.flags.mf == 1")) >= 6 * 5
+    rows = tshark_fields(pcap, sas, ["icmp.type", "data.len"], "esp and icmp")
+    assert sorted(r[0] for r in rows) == ["0", "0", "0", "8", "8", "8"]
+    assert {r[1] for r in rows} == {"7992"}  # 8000 bytes of ICMP data minus the 8-byte timestamp
