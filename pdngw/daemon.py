@@ -14,6 +14,9 @@ Params (docs/control.md; all optional except what the lab writes):
     cookie_threshold: half-open IKE SAs before COOKIEs are asked (default 50)
     workers:      data plane worker processes, 1 or 2 (default 2)
     keys:         folder for Wireshark key files (default <run dir>/keys)
+    interop:      ``auth`` (``cert`` default, or ``psk``), ``psk`` (also accepted from PSK initiators),
+                  ``cert``/``key`` (PEM paths instead of the run PKI's), ``id`` (IDr instead of fqdn),
+                  ``check_id_in_cert`` (default true)
 
 Peers: ``hss.diameter`` = {"address", "port"} (lab-written).
 
@@ -41,7 +44,7 @@ from s2c.codec.ikev2 import CpAttributeType, DhGroup, EncrId, IntegId, TrafficSe
 from s2c.diameter.messages import DiameterEapAnswer, LocalIdentity, SessionIdGenerator, build_der
 from s2c.ike import (
     AddressRequest, CertAuth, ChildConfig, CpAssignment, DynamicTs, EspProposal, Identity, IkeConfig, IkeProposal,
-    IkeResponder, ProtocolError, Timers,
+    IkeResponder, ProtocolError, PskAuth, Timers,
 )
 from s2c.ike import events as ev
 from s2c.ike.events import ChildMode
@@ -50,7 +53,9 @@ from s2c.runtime.control import ControlError, Handler
 from s2c.runtime.node import NodeDaemon
 
 from pdngw.relay import EapSuccess, SendEapRequest, dea_action, identity_response
-from pdngw.ikeglue import KeyLog, UdpIke, child_view, esp_pair, ike_view, pki_dir_of, run_dir_of
+from pdngw.ikeglue import (
+    KeyLog, UdpIke, child_view, esp_pair, identity_from, ike_view, load_cert_auth, pki_dir_of, psk_bytes, run_dir_of,
+)
 
 DEFAULT_REALM = "epc.mnc001.mcc001.3gppnetwork.org"
 DEFAULT_HOME_PREFIX = "2001:db8:1::/48"
@@ -178,8 +183,17 @@ class PdnGwDaemon(NodeDaemon):
         key = serialization.load_pem_private_key(paths.key("pdngw").read_bytes(), None)
         cert = x509.load_pem_x509_certificate(paths.cert("pdngw").read_bytes())
         ca = x509.load_pem_x509_certificate(paths.ca_cert.read_bytes())
+        p = self.config.params or {}
+        own: Any = CertAuth(key, cert)
+        if str(p.get("auth") or "cert") == "psk":
+            own = PskAuth(psk_bytes(p.get("psk") or ""))
+        elif p.get("cert") and p.get("key"):
+            own = load_cert_auth(p["cert"], p["key"])
+        psk = psk_bytes(p["psk"]) if p.get("psk") else None
         cfg = IkeConfig(
-            local_id=Identity.fqdn(self.fqdn), auth=CertAuth(key, cert), trusted_certs=(ca,),
+            local_id=identity_from(str(p["id"])) if p.get("id") else Identity.fqdn(self.fqdn), auth=own,
+            trusted_certs=(ca,), psk_lookup=(lambda _peer: psk) if psk is not None else None,
+            check_id_in_cert=bool(p.get("check_id_in_cert", True)),
             ike_proposals=IKE_PROPOSALS, child=MH_CHILD, extra_children=(TUNNEL_CHILD,), eap_allowed=True,
             timers=Timers(retransmit_timeout=0.5, retransmit_factor=2.0, retransmit_tries=5, half_open_timeout=30.0),
         )

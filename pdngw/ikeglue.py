@@ -180,6 +180,56 @@ class UdpIke:
         self.transports.clear()
 
 
+# -- credentials and identities (params of both daemons) ----------------------------------------
+
+def identity_from(text: str, default_kind: str = "fqdn") -> Any:
+    """An IKE identity from a params string: an IP address, ``user@realm`` (RFC 822), else an FQDN;
+    ``fqdn:``/``rfc822:``/``ip:``/``keyid:`` prefixes force the type."""
+    from s2c.ike import Identity
+
+    kind, sep, rest = text.partition(":")
+    if sep and kind in ("fqdn", "rfc822", "ip", "keyid") and not _is_ip(text):
+        text, default_kind = rest, kind
+        if kind == "ip":
+            return Identity.ip(text)
+        if kind == "keyid":
+            return Identity.key_id(text.encode())
+        return Identity.fqdn(text) if kind == "fqdn" else Identity.rfc822(text)
+    if _is_ip(text):
+        return Identity.ip(text)
+    if "@" in text and default_kind != "fqdn-only":
+        return Identity.rfc822(text)
+    return Identity.fqdn(text)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
+def psk_bytes(value: Any) -> bytes:
+    """A PSK from params: ``0x<hex>`` or plain text (UTF-8)."""
+    text = str(value)
+    if text.startswith("0x"):
+        return bytes.fromhex(text[2:])
+    return text.encode()
+
+
+def load_cert_auth(cert_path: str | Path, key_path: str | Path) -> Any:
+    """CertAuth from PEM files (RSA: AUTH method 14 with RFC 7427; ECDSA likewise)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from s2c.ike import CertAuth
+
+    key = serialization.load_pem_private_key(Path(key_path).read_bytes(), None)
+    cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
+    return CertAuth(key, cert)
+
+
 # -- views --------------------------------------------------------------------------------------
 
 def _name(v: Any) -> Any:

@@ -7,7 +7,9 @@ Params (docs/control.md): ``imsi``, ``k``, ``opc`` or ``op``, ``sqn`` (the USIM'
 ``pki`` (folder with ``ca.crt``; default <run dir>/pki), ``dpd_interval`` (s, default 2),
 ``retransmit_timeout`` (s, default 0.5), ``retransmit_tries`` (default 4), ``reattach`` (default true),
 ``ike_rekey_time`` / ``child_rekey_time`` (s, default 3600 / 1200: the UE rekeys, RFC 7296 §2.8),
-``workers`` (data plane processes, default 1), ``keys`` (Wireshark key files, default <run dir>/keys).
+``workers`` (data plane processes, default 1), ``keys`` (Wireshark key files, default <run dir>/keys);
+interop: ``auth`` (``eap`` default, ``psk`` with ``psk``, ``cert`` with ``cert``/``key`` PEM paths),
+``ue_id`` (IDi instead of the NAI), ``pdngw_id`` (IDr instead of ``pdngw_fqdn``), ``check_id_in_cert``.
 Peers: ``pdngw`` (its S2c addresses).
 
 Control: ``attach {radio, wait, k?, opc?}``, ``detach``, ``handover {radio}`` / ``radio_changed {radio}``,
@@ -35,7 +37,7 @@ from s2c.eap_aka import AkaPeer, AuthenticationFailed as AkaFailed, Authenticati
     AuthenticationSucceeded, ProtocolError as AkaProtocolError, Usim, permanent_nai
 from s2c.ike import (
     DSMIP6_CP_REQUEST, ChildConfig, DynamicTs, EapAuth, EspProposal, Identity, IkeConfig, IkeInitiator, IkeProposal,
-    ProtocolError, SaState, Timers,
+    ProtocolError, PskAuth, SaState, Timers,
 )
 from s2c.ike import events as ev
 from s2c.ike.events import ChildMode
@@ -43,7 +45,9 @@ from s2c.pki import DEFAULT_PDNGW_FQDN
 from s2c.runtime.control import ControlError, Handler
 from s2c.runtime.node import NodeDaemon
 
-from pdngw.ikeglue import KeyLog, UdpIke, child_view, esp_pair, ike_view, pki_dir_of, run_dir_of
+from pdngw.ikeglue import (
+    KeyLog, UdpIke, child_view, esp_pair, identity_from, ike_view, load_cert_auth, pki_dir_of, psk_bytes, run_dir_of,
+)
 
 HOA_TABLE = 220
 HOA_RULE_PREF = 100
@@ -283,8 +287,23 @@ class UeDaemon(NodeDaemon):
         except (OSError, ValueError) as exc:
             raise AttachFailed("NO_TRUST_ANCHOR", f"{ca_path}: {exc}") from None
         cp = tuple(DSMIP6_CP_REQUEST) + ((CpAttributeType.INTERNAL_IP4_ADDRESS,) if self.want_v4 else ())
+        p = self.config.params or {}
+        method = str(p.get("auth") or "eap")
+        if method == "eap":
+            auth: Any = EapAuth()
+        elif method == "psk":
+            auth = PskAuth(psk_bytes(p.get("psk") or ""))
+        elif method == "cert":
+            try:
+                auth = load_cert_auth(p["cert"], p["key"])
+            except (KeyError, OSError, ValueError) as exc:
+                raise AttachFailed("NO_CREDENTIALS", f"cert/key: {exc}") from None
+        else:
+            raise AttachFailed("NO_CREDENTIALS", f"unknown auth method {method!r} (eap, psk, cert)")
+        local_id = identity_from(str(p["ue_id"])) if p.get("ue_id") else Identity.rfc822(self.nai or "")
+        remote_id = identity_from(str(p["pdngw_id"])) if p.get("pdngw_id") else Identity.fqdn(self.fqdn)
         return IkeConfig(
-            local_id=Identity.rfc822(self.nai or ""), auth=EapAuth(), remote_id=Identity.fqdn(self.fqdn),
+            local_id=local_id, auth=auth, remote_id=remote_id, check_id_in_cert=bool(p.get("check_id_in_cert", True)),
             trusted_certs=(ca,), ike_proposals=IKE_PROPOSALS, child=MH_CHILD, cp_request=cp, mobike=True,
             timers=Timers(retransmit_timeout=self.rto, retransmit_factor=1.5, retransmit_tries=self.tries,
                           dpd_interval=self.dpd, ike_rekey_time=self.ike_rekey, child_rekey_time=self.child_rekey),
@@ -318,7 +337,7 @@ class UeDaemon(NodeDaemon):
                 return self._result(failure=exc)
 
     async def _attach(self, radio: str, wait: float, args: dict[str, Any] | None = None) -> dict[str, Any]:
-        if not self.nai:
+        if not self.nai and str((self.config.params or {}).get("auth") or "eap") == "eap":
             raise AttachFailed("NO_SUBSCRIPTION", "the UE has no IMSI")
         path = self._pick_path(radio)
         if path is None:
@@ -331,7 +350,7 @@ class UeDaemon(NodeDaemon):
         self.state = "attaching"
         self.last_failure = None
         self._tunnel_requested = False
-        self.aka = AkaPeer(self._usim(args or {}), self.imsi, identity=self.nai.encode())
+        self.aka = AkaPeer(self._usim(args or {}), self.imsi, identity=self.nai.encode()) if self.nai else None
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
         self.ike = IkeInitiator(cfg, (coa, 500), (pgw, 500), os.urandom)
@@ -560,7 +579,10 @@ class UeDaemon(NodeDaemon):
 
     def _on_eap(self, eap: bytes, now: float) -> None:
         aka, ike = self.aka, self.ike
-        assert aka is not None and ike is not None
+        assert ike is not None
+        if aka is None:
+            self._fail("EAP_PROTOCOL_ERROR", "EAP from the PDN GW but no USIM")
+            return
         try:
             aka.receive(eap)
         except AkaProtocolError as exc:

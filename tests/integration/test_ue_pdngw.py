@@ -33,7 +33,8 @@ class Lab:
     """hss + pdngw in namespace b, ue in namespace a, joined by one veth (the 'radio')."""
 
     def __init__(self, workdir: Path, imsi: str = IMSI, k: str = K, subscribers: list | None = None,
-                 **ue_extra) -> None:
+                 pdngw_extra: dict | None = None, **ue_extra) -> None:
+        self.pdngw_extra = pdngw_extra or {}
         self.dir = workdir
         self.prefix = f"s2ct-ue-{secrets.token_hex(2)}"
         self.pair = NsPair(self.prefix, a_addrs=[f"{UE4}/24", f"{UE6}/64"], b_addrs=[f"{PGW4}/24", f"{PGW6}/64"],
@@ -86,7 +87,8 @@ class Lab:
                                        "diameter": {"listen": ["127.0.0.1"], "port": 3868}}, {})
 
     def start_pdngw(self) -> None:
-        self.spawn("pdngw", "pdngw", "b", {"s2c": {"ipv4": [PGW4], "ipv6": [PGW6]}, "ha_address": HA, "workers": 1},
+        self.spawn("pdngw", "pdngw", "b", {"s2c": {"ipv4": [PGW4], "ipv6": [PGW6]}, "ha_address": HA, "workers": 1,
+                                           **self.pdngw_extra},
                    {"hss": {"node": "hss", "diameter": {"address": "127.0.0.1", "port": 3868}}})
         # wait for the S6b connection
         deadline = time.monotonic() + 10
@@ -320,3 +322,50 @@ def test_mobike_on_address_change_and_family_change(workdir):
         assert r.returncode == 0, r.stdout + lab.log("ue")[-2000:]
         assert lab.ctl("pdngw").call("counters")["mobike_updates"] == 2
         assert lab.ctl("hss").call("counters")["auth_ok"] == 1  # no new EAP run
+
+
+def test_psk_auth_both_ways(workdir):
+    """Interop mode: PSK authentication on both sides (no EAP, no HSS round trip)."""
+    with Lab(workdir, pdngw_extra={"auth": "psk", "psk": "s2c-interop-psk"}, auth="psk", psk="s2c-interop-psk") as lab:
+        res = lab.ctl("ue", 30).call("attach", timeout=30, radio="veth-a", wait=20)
+        assert res["state"] == "attached", res
+        assert lab.ctl("hss").call("counters").get("auth_ok", 0) == 0  # no EAP happened
+        r = lab.pair.run("a", ["ping", "-n", "-c", "2", "-i", "0.2", "-W", "2", "-I", res["hoa"]["ipv6"], CN6],
+                         check=False)
+        assert r.returncode == 0, r.stdout
+    with Lab(workdir, pdngw_extra={"auth": "psk", "psk": "s2c-interop-psk"}, auth="psk", psk="wrong") as lab:
+        res = lab.ctl("ue", 30).call("attach", timeout=30, radio="veth-a", wait=10)
+        assert res["state"] == "detached" and res["reason"] == "AUTHENTICATION_FAILED", res
+
+
+def test_cert_auth_ue(workdir):
+    """Interop mode: the UE authenticates with a certificate from the run's CA (RFC 822 SAN = its NAI)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from s2c.eap_aka import permanent_nai
+    from s2c.pki import ensure_pki
+
+    paths = ensure_pki(workdir / "pki")
+    ca_key = serialization.load_pem_private_key(paths.ca_key.read_bytes(), None)
+    ca = x509.load_pem_x509_certificate(paths.ca_cert.read_bytes())
+    nai = permanent_nai(IMSI)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, nai)]))
+            .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(nai)]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    (workdir / "ue.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (workdir / "ue.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    with Lab(workdir, auth="cert", cert=str(workdir / "ue.crt"), key=str(workdir / "ue.key")) as lab:
+        res = lab.ctl("ue", 30).call("attach", timeout=30, radio="veth-a", wait=20)
+        assert res["state"] == "attached", res
+        psas = lab.ctl("pdngw").call("sas")
+        assert psas[0]["nai"] == nai and psas[0]["auth"] is None  # authenticated by certificate, not EAP
