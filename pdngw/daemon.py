@@ -16,7 +16,7 @@ Params (docs/control.md; all optional except what the lab writes):
     keys:         folder for Wireshark key files (default <run dir>/keys)
     interop:      ``auth`` (``cert`` default, or ``psk``), ``psk`` (also accepted from PSK initiators),
                   ``cert``/``key`` (PEM paths instead of the run PKI's), ``id`` (IDr instead of fqdn),
-                  ``check_id_in_cert`` (default true)
+                  ``check_id_in_cert`` (default true), ``force_encap`` (fake NAT-D hash: ESP in UDP 4500)
 
 Peers: ``hss.diameter`` = {"address", "port"} (lab-written).
 
@@ -146,6 +146,7 @@ class PdnGwDaemon(NodeDaemon):
         self.pool = HomeAddressPool(home, int(p.get("home_prefix_len") or 64), ipaddress.IPv6Address(ha),
                                     p.get("ipv4_pool", DEFAULT_IPV4_POOL))
         self.cookie_threshold = int(p.get("cookie_threshold") or 50)
+        self.force_encap = bool(p.get("force_encap", False))
         self.workers = int(p.get("workers") or 2)
         rd = run_dir_of(config)
         keys = p.get("keys") or (rd / "keys" if rd is not None else None)
@@ -324,7 +325,8 @@ class PdnGwDaemon(NodeDaemon):
             # a new IKE SA takes the responder's local address (NAT detection hashes): the one this
             # datagram came in on (the core has one local address; we listen on several); answers to
             # this peer leave from that address (a NAT only lets replies from it through)
-            self.responder.local_addr = local
+            self.responder.local_addr = local if not self.force_encap else (
+                "2001:db8:ffff::1" if ":" in local[0] else "192.0.2.254", local[1])  # fake NAT-D: forced UDP encap
             self._local_for[addr] = local[0]
             if len(self._local_for) > 10000:
                 self._local_for.clear()

@@ -9,7 +9,8 @@ Params (docs/control.md): ``imsi``, ``k``, ``opc`` or ``op``, ``sqn`` (the USIM'
 ``ike_rekey_time`` / ``child_rekey_time`` (s, default 3600 / 1200: the UE rekeys, RFC 7296 §2.8),
 ``workers`` (data plane processes, default 1), ``keys`` (Wireshark key files, default <run dir>/keys);
 interop: ``auth`` (``eap`` default, ``psk`` with ``psk``, ``cert`` with ``cert``/``key`` PEM paths),
-``ue_id`` (IDi instead of the NAI), ``pdngw_id`` (IDr instead of ``pdngw_fqdn``), ``check_id_in_cert``.
+``ue_id`` (IDi instead of the NAI), ``pdngw_id`` (IDr instead of ``pdngw_fqdn``), ``check_id_in_cert``,
+``force_encap`` (fake NAT-D source hash: ESP in UDP 4500 even without a NAT, for kernel-libipsec peers).
 Peers: ``pdngw`` (its S2c addresses).
 
 Control: ``attach {radio, wait, k?, opc?}``, ``detach``, ``handover {radio}`` / ``radio_changed {radio}``,
@@ -90,6 +91,7 @@ class UeDaemon(NodeDaemon):
         self.rto = float(p.get("retransmit_timeout") or 0.5)
         self.tries = int(p.get("retransmit_tries") or 4)
         self.reattach = bool(p.get("reattach", True))
+        self.force_encap = bool(p.get("force_encap", False))
         self.ike_rekey = float(p.get("ike_rekey_time") or 3600.0)
         self.child_rekey = float(p.get("child_rekey_time") or 1200.0)
         self.workers = int(p.get("workers") or 1)
@@ -353,7 +355,8 @@ class UeDaemon(NodeDaemon):
         self.aka = AkaPeer(self._usim(args or {}), self.imsi, identity=self.nai.encode()) if self.nai else None
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
-        self.ike = IkeInitiator(cfg, (coa, 500), (pgw, 500), os.urandom)
+        local = (_fake_address(coa) if self.force_encap else coa, 500)
+        self.ike = IkeInitiator(cfg, local, (pgw, 500), os.urandom)
         self._t0 = time.perf_counter()
         self.timings = {}
         self.log.info("attach over %s: %s -> %s (%s)", radio, coa, pgw, self.nai)
@@ -871,6 +874,12 @@ class _ThreadedIPRoute:
             self._ex.submit(self._ipr.close).result(5.0)
         finally:
             self._ex.shutdown(wait=False)
+
+
+def _fake_address(addr: str) -> str:
+    """A documentation address of the same family for the NAT_DETECTION_SOURCE_IP hash: the peer then
+    sees a NAT and both sides use UDP encapsulation (forced encapsulation, as strongSwan's encap=yes)."""
+    return "2001:db8:ffff::1" if ":" in addr else "192.0.2.254"
 
 
 def _notify_name(n: int | None) -> str:

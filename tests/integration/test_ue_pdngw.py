@@ -369,3 +369,18 @@ def test_cert_auth_ue(workdir):
         assert res["state"] == "attached", res
         psas = lab.ctl("pdngw").call("sas")
         assert psas[0]["nai"] == nai and psas[0]["auth"] is None  # authenticated by certificate, not EAP
+
+
+def test_forced_udp_encapsulation(workdir):
+    """Interop mode for kernel-libipsec peers: ESP in UDP 4500 without a NAT (fake NAT-D hash)."""
+    with Lab(workdir, force_encap=True) as lab:
+        res = lab.ctl("ue", 30).call("attach", timeout=30, radio="veth-a", wait=20)
+        assert res["state"] == "attached" and res["udp_encap"] is True, res
+        psas = lab.ctl("pdngw").call("sas")
+        assert psas[0]["udp_encap"] is True and psas[0]["remote"].endswith(":4500")
+        r = lab.pair.run("a", ["ping", "-n", "-c", "2", "-i", "0.2", "-W", "2", "-I", res["hoa"]["ipv6"], CN6],
+                         check=False)
+        assert r.returncode == 0, r.stdout
+    with Lab(workdir, pdngw_extra={"force_encap": True}) as lab:
+        res = lab.ctl("ue", 30).call("attach", timeout=30, radio="veth-a", wait=20)
+        assert res["state"] == "attached" and res["udp_encap"] is True, res
