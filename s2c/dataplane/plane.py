@@ -94,6 +94,7 @@ class DataPlane:
         self._ctrl: dict[str, socket.socket] = {}
         self._procs: list[subprocess.Popen] = []
         self._threads: list[threading.Thread] = []
+        self._thread_socks: list[socket.socket] = []
         self._upcall_r: socket.socket | None = None
         self._upcall_w: socket.socket | None = None
         self.sas: dict[int, EspSa] = {}
@@ -164,7 +165,7 @@ class DataPlane:
             t = threading.Thread(target=eng.run, name=f"esp-{role}", daemon=True)
             t.start()
             self._threads.append(t)
-            self._thread_socks = getattr(self, "_thread_socks", []) + [child]
+            self._thread_socks.append(child)
             return
         argv = [sys.executable, "-m", "s2c.dataplane.worker", "--role", role, "--cpu", str(cpu),
                 "--nice", str(self.nice)]
@@ -201,7 +202,7 @@ class DataPlane:
         for t in self._threads:
             t.join(timeout=3)
         self._threads.clear()
-        for s in getattr(self, "_thread_socks", []):
+        for s in self._thread_socks:
             s.close()
         self._thread_socks = []
         for s in self._socks.values():
@@ -225,9 +226,17 @@ class DataPlane:
 
     # ------------------------------------------------------------------ control
     def _call(self, role: str, cmd: str, *args: Any) -> Any:
-        s = self._ctrl[role]
-        s.send(pickle.dumps((cmd, args)))
-        status, value = pickle.loads(s.recv(1 << 22))
+        s = self._ctrl.get(role)
+        if s is None:
+            raise DataPlaneError(f"data plane not started (no {role} worker)")
+        try:
+            s.send(pickle.dumps((cmd, args)))
+            reply = s.recv(1 << 22)
+        except OSError as e:  # includes the timeout
+            raise DataPlaneError(f"{role} worker: {cmd}: {type(e).__name__}: {e}") from e
+        if not reply:
+            raise DataPlaneError(f"{role} worker exited (command {cmd})")
+        status, value = pickle.loads(reply)
         if status != "ok":
             raise DataPlaneError(f"{role} worker: {cmd}: {value}")
         return value
@@ -317,12 +326,18 @@ class DataPlane:
 
     def stats(self) -> dict[str, Any]:
         """Engine counters per worker and per-SA counters (packets/bytes in/out, replay drops, auth failures)."""
-        out: dict[str, Any] = {"workers": {}, "sas": {}}
+        out: dict[str, Any] = {"workers": {}, "sas": {}, "alive": self.alive()}
         for r in self._ctrl:
             st = self._call(r, "stats")
             out["workers"][r] = st["engine"]
             out["sas"].update(st["sas"])
         return out
+
+    def alive(self) -> bool:
+        """True while every worker process/thread runs."""
+        if not self.started:
+            return False
+        return all(p.poll() is None for p in self._procs) and all(t.is_alive() for t in self._threads)
 
     # ------------------------------------------------------------------ upcalls
     def upcall_fileno(self) -> int:

@@ -120,3 +120,42 @@ def test_asyncio_install_and_rekey_child_sa():
                 p.kill()
                 p.wait()
         lab.close_network()
+
+
+WORKER_DEATH = r'''
+import os, signal, sys, time
+from s2c.dataplane import DataPlane
+from s2c.dataplane.plane import DataPlaneError
+from s2c.esp.sa import EspSa
+dp = DataPlane(tun_name="esp9", tun_addresses=["10.66.0.1/24"], raw_esp=False, bind6=None, workers=2)
+dp.start()
+try:
+    assert dp.alive() and dp.stats()["alive"]
+    os.kill(dp._procs[0].pid, signal.SIGKILL)
+    dp._procs[0].wait()
+    assert not dp.alive()
+    sa = EspSa(spi=0x1234, direction="out", mode="tunnel", encr=20, encr_key=bytes(20), remote="192.0.2.2",
+               udp_encap=True)
+    t = time.monotonic()
+    try:
+        dp.add_sa(sa)
+    except DataPlaneError as e:
+        print("raised", "tx worker" in str(e), round(time.monotonic() - t, 1), e)
+finally:
+    dp.stop()
+print("stopped", os.path.exists("/sys/class/net/esp9"))
+'''
+
+
+def test_worker_death_is_reported():
+    ns = "s2ct-es" + uuid.uuid4().hex[:4] + "-w"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        r = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", WORKER_DEATH], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split("\n")[0].startswith("raised True")
+        assert float(r.stdout.split("\n")[0].split()[2]) < 2
+        assert "stopped False" in r.stdout
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
