@@ -279,7 +279,7 @@ class PdnGwDaemon(NodeDaemon):
         sid = self._sessions.setdefault(sa_id, self._sid("s6b"))
         self.counters["s6b_der"] += 1
         try:
-            await asyncio.wait_for(self._diam_ready.wait(), 5.0)
+            await asyncio.wait_for(self._diam_ready.wait(), 1.0)  # S6b down: fail fast, the UE retries
             der = build_der(self._identity(), session_id=sid, destination_realm=self.realm, eap_payload=payload,
                             user_name=user, rat_type=0)
             ans = DiameterEapAnswer.from_message(await self._diam.request(der))

@@ -384,3 +384,16 @@ def test_forced_udp_encapsulation(workdir):
     with Lab(workdir, pdngw_extra={"force_encap": True}) as lab:
         res = lab.ctl("ue", 30).call("attach", timeout=30, radio="veth-a", wait=20)
         assert res["state"] == "attached" and res["udp_encap"] is True, res
+
+
+def test_pdngw_reconnects_to_a_restarted_hss(workdir):
+    with Lab(workdir) as lab:
+        lab.stop("hss")
+        _wait(lambda: lab.ctl("pdngw").call("status")["diameter"] == "closed", what="S6b down")
+        res = lab.ctl("ue", 30).call("attach", timeout=30, radio="veth-a", wait=15)
+        assert res["state"] == "detached" and res["reason"] == "AUTHENTICATION_FAILED", res  # no AAA: no EAP
+        lab.start_hss()
+        _wait(lambda: lab.ctl("pdngw").call("status")["diameter"] == "open", timeout=10, what="S6b back")
+        res = lab.ctl("ue", 30).call("attach", timeout=30, radio="veth-a", wait=15)
+        assert res["state"] == "attached", res
+        assert lab.ctl("pdngw").call("counters")["diameter_connects"] == 2
