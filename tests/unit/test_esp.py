@@ -79,6 +79,46 @@ def test_rfc3602_cbc_vectors():
     assert ct.hex() == "d296cd94c2cccf8a3a863028b5e1dc0a7586602d253cfff91b8266bea6d61ab1"
 
 
+# draft-mcgrew-gcm-test-01 §4 (AES-GCM in ESP): key, salt|IV nonce, SPI|seq AAD, plaintext with ESP trailer
+MCGREW_1 = dict(  # AES-128, extended sequence numbers: AAD = SPI | seq high | seq low
+    key="4c80cdefbb5d10da906ac73c3613a634", salt="2e443b68", iv="4956ed7e3b244cfe", spi=0x4321,
+    seq=0x8765432100000000,
+    pt="45000048699a000080114db7c0a80102c0a801010a9bf15638d3010000010000"
+       "00000000045f736970045f756470037369700963796265726369747902646b00" "0021000101020201",
+    ct="fecf537e729d5b07dc30df528dd22b768d1b98736696a6fd348509fa13ceac34"
+       "cfa2436f14a3f3cf65925bf1f4a13c5d15b21e1884f5ff6247aeabb786b93bce"
+       "61bc17d768fd9732459018148f6cbe722fd04796562dfdb4",
+)
+MCGREW_3 = dict(  # AES-256, 32-bit sequence numbers
+    key="abbccddef00112233445566778899aababbccddef00112233445566778899aab", salt="11223344",
+    iv="0102030405060708", spi=0x4A2CBFE3, seq=2,
+    pt="4500003069a6400080062690c0a801029389155e0a9e008b2dc57ee000000000" "7002400020bf0000020405b40101040201020201",
+    ct="ff425c9b724599df7a3bcd510194e00d6a78107f1b0b1cbf06efae9d65a5d763"
+       "748a637985771d347f0545659f14e99def842d8eb335f4eecfdbf831824b4c49" "15956c96",
+)
+
+
+@pytest.mark.parametrize("vec", [MCGREW_1, MCGREW_3], ids=["case1-esn", "case3"])
+def test_gcm_esp_vectors_decapsulate(vec):
+    esn = vec["seq"] > 0xFFFFFFFF
+    sa = EspSa(spi=vec["spi"], direction="in", mode="tunnel", encr=20,
+               encr_key=bytes.fromhex(vec["key"] + vec["salt"]), esn=esn)
+    if esn:  # put the receiver's window just below the vector's 64-bit sequence number
+        sa.window.update(vec["seq"] - 1)
+    pkt = struct.pack("!II", vec["spi"], vec["seq"] & 0xFFFFFFFF) + bytes.fromhex(vec["iv"] + vec["ct"])
+    pt = bytes.fromhex(vec["pt"])
+    nh, payload = sa.decapsulate(pkt)
+    assert (nh, payload) == (pt[-1], pt[: len(pt) - 2 - pt[-2]])
+    assert sa.window.top == vec["seq"]
+    # one flipped ciphertext bit fails the ICV
+    sa2 = EspSa(spi=vec["spi"], direction="in", mode="tunnel", encr=20,
+                encr_key=bytes.fromhex(vec["key"] + vec["salt"]), esn=esn)
+    if esn:
+        sa2.window.update(vec["seq"] - 1)
+    with pytest.raises(IntegrityFailure):
+        sa2.decapsulate(pkt[:20] + bytes([pkt[20] ^ 1]) + pkt[21:])
+
+
 def test_gcm_packet_layout_matches_rfc4106():
     """SPI|seq|8-byte IV (= counter)|ciphertext|16-byte ICV; nonce = salt|IV; AAD = SPI|seq (RFC 4106 §3-5)."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
