@@ -397,3 +397,21 @@ def test_pdngw_reconnects_to_a_restarted_hss(workdir):
         res = lab.ctl("ue", 30).call("attach", timeout=30, radio="veth-a", wait=15)
         assert res["state"] == "attached", res
         assert lab.ctl("pdngw").call("counters")["diameter_connects"] == 2
+
+
+def test_ue_crash_and_new_attach_replaces_the_old_sa(workdir):
+    """A UE that vanished without a Delete attaches again: INITIAL_CONTACT makes the PDN GW drop the
+    stale IKE SA; the UE gets the same home prefix back."""
+    with Lab(workdir) as lab:
+        res = lab.ctl("ue", 30).call("attach", timeout=30, radio="veth-a", wait=20)
+        assert res["state"] == "attached", res
+        lab.procs.pop("ue").kill()
+        time.sleep(0.5)
+        lab.start_ue()
+        res2 = lab.ctl("ue", 30).call("attach", timeout=30, radio="veth-a", wait=20)
+        assert res2["state"] == "attached", (res2, lab.log("ue")[-2000:])
+        assert res2["hoa"] == res["hoa"]
+        _wait(lambda: lab.ctl("pdngw").call("status")["ike_sas"] == 1, what="stale SA dropped")
+        r = lab.pair.run("a", ["ping", "-n", "-c", "2", "-i", "0.2", "-W", "2", "-I", res2["hoa"]["ipv6"], CN6],
+                         check=False)
+        assert r.returncode == 0, r.stdout
