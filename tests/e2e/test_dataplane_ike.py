@@ -159,3 +159,33 @@ def test_worker_death_is_reported():
         assert "stopped False" in r.stdout
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+TUN_CHECK = r'''
+import json, subprocess
+from s2c.dataplane.tun import TunDevice
+with TunDevice("mq0", mtu=1380, txqueuelen=4000, addresses=["10.55.0.1/24", "fd55::1/64"], queues=2) as t:
+    link = json.loads(subprocess.run(["ip", "-j", "-d", "link", "show", "mq0"], capture_output=True, text=True).stdout)[0]
+    addrs = json.loads(subprocess.run(["ip", "-j", "addr", "show", "mq0"], capture_output=True, text=True).stdout)[0]
+    print(json.dumps({"fds": len(t.fds), "mtu": link["mtu"], "txqlen": link.get("txqlen"),
+                      "multi_queue": link.get("linkinfo", {}).get("info_data", {}).get("multi_queue"),
+                      "up": "UP" in link["flags"],
+                      "addrs": sorted(a["local"] for a in addrs["addr_info"] if a["scope"] == "global")}))
+print(json.dumps(subprocess.run(["ip", "link", "show", "mq0"], capture_output=True).returncode))
+'''
+
+
+def test_tun_device_multiqueue_mtu_addresses():
+    ns = "s2ct-es" + uuid.uuid4().hex[:4] + "-t"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        r = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", TUN_CHECK], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        info, gone = [json.loads(x) for x in r.stdout.split("\n") if x]
+        assert info["fds"] == 2 and info["mtu"] == 1380 and info["txqlen"] == 4000 and info["up"]
+        assert info["multi_queue"] is True
+        assert info["addrs"] == ["10.55.0.1", "fd55::1"]
+        assert gone != 0  # closing the last queue removed the interface
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
