@@ -15,9 +15,10 @@ Peers: ``pdngw`` (its S2c addresses).
 
 Control: ``attach {radio, wait, k?, opc?}``, ``detach``, ``handover {radio}`` / ``radio_changed {radio}``,
 ``sas``, and ``status`` with ``state``, ``imsi``, ``hoa``, ``coa``, ``radios``, ``last_failure``.
-User traffic from the HoA goes into the tunnel by policy routing (``ip rule from <HoA> lookup 220``,
-``default dev esp0`` in table 220): everything else, IKE and ESP to the PDN GW included, keeps using
-the radios' routes.
+User traffic goes into the tunnel: ``default dev esp0 metric 5`` (before the radios' defaults) and
+``ip rule from <HoA> lookup 220`` (``default dev esp0`` in table 220); IKE and ESP to the PDN GW keep
+using the radio through a pinned host route (plus an ``unreachable`` fallback, so they never loop
+into the tunnel while the radio moves).
 """
 
 from __future__ import annotations
