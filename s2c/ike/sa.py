@@ -1213,6 +1213,7 @@ class IkeSa:
             ctx.my_mid += 1
             if marker and not self.is_ue:
                 self.natt = True  # the peer floated to port 4500: keep using the marker
+                self.local_addr = (self.local_addr[0], NATT_PORT)
             self._dispatch_response(ctx, p, payloads, now)
             self._kick(now)
             return
@@ -1241,6 +1242,7 @@ class IkeSa:
         ctx.last_response = None
         if marker and not self.is_ue:
             self.natt = True  # the peer floated to port 4500 (NAT or MOBIKE, RFC 4555 §3.3): answer there
+            self.local_addr = (self.local_addr[0], NATT_PORT)  # and we talk on 4500 too (events, NAT-D)
         if addr != self.remote_addr and not self.is_ue and (msg.exchange == ExchangeType.IKE_AUTH
                                                             or (self.natt and not self.mobike)):
             self.remote_addr = addr  # RFC 7296 §2.23: follow the peer behind a NAT
