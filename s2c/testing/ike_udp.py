@@ -113,7 +113,8 @@ class IkeUdpDriver:
                 s.setblocking(False)
                 self._socks[(fam, port)] = s
         if dataplane is not None:
-            dataplane.set_ike_handler(lambda data, addr: self._rx(data, (addr[0], addr[1])))
+            # the plane strips the non-ESP marker; put it back so the core knows the datagram came in on 4500
+            dataplane.set_ike_handler(lambda data, addr: self._rx(NON_ESP_MARKER + bytes(data), (addr[0], addr[1])))
 
     def close(self) -> None:
         for s in self._socks.values():

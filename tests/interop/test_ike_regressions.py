@@ -11,7 +11,7 @@ import pytest
 from s2c.codec import ikev2 as c
 from s2c.codec.ikev2 import ExchangeType, NotifyPayload, NotifyType
 from s2c.ike.protect import decrypt_message
-from s2c.ike.testkit import GW_IP, gw_config, make_pair, ue_config
+from s2c.ike.testkit import GW_IP, UE_IP, gw_config, make_pair, ue_config
 
 pytestmark = pytest.mark.interop
 
@@ -52,3 +52,22 @@ def test_cookie2_is_echoed_in_informational_response(with_update):
     (resp,) = _responses_to_ue(p, ExchangeType.INFORMATIONAL)
     echoed = [x.data for x in resp if isinstance(x, NotifyPayload) and x.type == NotifyType.COOKIE2]
     assert echoed == [cookie2], resp
+
+
+def test_responder_reports_port_4500_once_the_peer_moved_there():
+    """After NAT-T the responder talks on port 4500 (RFC 7296 §2.23, RFC 3948): its events must say so
+    (charon interop: our IkeSaEstablished/ChildSaEstablished said local port 500 while every IKE_AUTH
+    and ESP packet used 4500), and its MOBIKE NAT_DETECTION_SOURCE_IP must hash the port it uses."""
+    from s2c.ike import events as ev
+
+    def nat(src):
+        return ("203.0.113.9", 40000 if src[1] == 500 else 40001) if src[0] == UE_IP else src
+
+    p = make_pair(ue_config(), gw_config(), rewrite_src=nat)
+    p.net.attach(p.ue, "203.0.113.9")
+    p.ue.initiate(p.clock.now)
+    p.pump()
+    ike = next(e for e in p.gw_events if isinstance(e, ev.IkeSaEstablished))
+    child = next(e for e in p.gw_events if isinstance(e, ev.ChildSaEstablished))
+    assert ike.nat_detected and child.nat_t
+    assert ike.local_addr == (GW_IP, 4500) and child.local_addr == (GW_IP, 4500)
