@@ -39,7 +39,7 @@ def test_swan_ue_tunnel_child_cp_and_ping(tmp_path, auth, prop):
         child = gw.wait_event("ChildSaEstablished")
         assert ike["remote_id"] == UE_ID and ike["local_id"] == GW_ID
         assert ike["nat_detected"] is True          # charon's encap=yes fakes a NAT: IKE moved to 4500
-        assert ike["remote_addr"][1] == 4500
+        assert ike["remote_addr"][1] == 4500 and ike["local_addr"] == [lab.a, 4500]
 
         sa = lab.swan_sas()["ue"]
         assert sa["state"] == "ESTABLISHED"
@@ -48,7 +48,7 @@ def test_swan_ue_tunnel_child_cp_and_ping(tmp_path, auth, prop):
         swan_child = next(v for v in sa["child-sas"].values() if v["name"] == "t")
         assert swan_child["state"] == "INSTALLED" and swan_child["mode"] == "TUNNEL" and swan_child["encap"] == "yes"
         assert child_spis(sa)["t"] == (child["spi_out"], child["spi_in"])
-        assert child["mode"] == "tunnel" and child["nat_t"] is True
+        assert child["mode"] == "tunnel" and child["nat_t"] is True and child["local_addr"] == [lab.a, 4500]
         assert child["ts_remote"] == [f"{VIP4}/32"] and child["ts_local"] == [NET4]
         assert swan_child["local-ts"] == [f"{VIP4}/32"] and swan_child["remote-ts"] == [NET4]
 
