@@ -48,7 +48,13 @@ def main(argv: list[str] | None = None) -> int:
         raw4=_sock(a.raw4),
         raw6=_sock(a.raw6),
     )
-    eng.run()
+    prof_dir = os.environ.get("S2C_ESP_PROFILE")  # debugging aid: cProfile each worker into this directory
+    if prof_dir:
+        import cProfile
+
+        cProfile.runctx("eng.run()", globals(), {"eng": eng}, os.path.join(prof_dir, f"{a.role}-{os.getpid()}.prof"))
+    else:
+        eng.run()
     return 0
 
 
