@@ -36,6 +36,10 @@ def test_uat_records():
     inbound = EspSa(spi=0x200, direction="in", mode="tunnel", encr=20, encr_key=bytes(20), local="192.0.2.1",
                     remote="192.0.2.2")
     assert esp_sa_record(inbound)[1:3] == ["192.0.2.2", "192.0.2.1"]
+    # wildcard addresses: tshark 4.0 matches only "IPv4"/"IPv6" protocol fields, never "Any"
+    wild = EspSa(spi=0x300, direction="in", mode="tunnel", encr=20, encr_key=bytes(20))
+    assert esp_sa_record(wild)[:3] == ["IPv4", "*", "*"]
+    assert esp_sa_record(wild, "*", "*")[0] == "IPv4"
     text = esp_sa_uat_file([sa, c])
     assert text.count("\n") == 2 and text.startswith('"IPv4","192.0.2.1","192.0.2.2","0x1234abcd"')
     opts = tshark_esp_options([sa])
