@@ -18,13 +18,18 @@ pytestmark = [pytest.mark.interop, pytest.mark.netns]
 SIZES = (0, 1, 14, 15, 16, 17, 31, 100, 1000, 1300, 1340, 1372, 1400, 1472, 3000, 8000)
 
 
+@pytest.mark.parametrize("plane", ["thread-1", "process-2"])
 @pytest.mark.parametrize("prop", ["gcm-x25519", "cbc-modp2048"])
-def test_icmp_sizes_and_tcp(tmp_path, prop):
+def test_icmp_sizes_and_tcp(tmp_path, prop, plane):
+    """``plane``: the DataPlane backend and worker count (process-2 is what the daemons run)."""
     ike_p, esp_p = PROPOSALS[prop]
+    backend, workers = plane.split("-")
     with SwanLab(tmp_path, "psk") as lab:
         lab.charon.load(swan_ue_conf(lab, ike_p, esp_p, {"t": {"mode": "tunnel", "local_ts": "dynamic",
                                                               "remote_ts": NET4}}))
-        gw = lab.driver(our_gw_spec(lab, ike_p, esp_p))
+        spec = our_gw_spec(lab, ike_p, esp_p)
+        spec["dataplane"].update(backend=backend, workers=int(workers))
+        gw = lab.driver(spec)
         lab.charon.initiate(child="t", ike="ue")
         child = gw.wait_event("ChildSaEstablished")
         for size in SIZES:

@@ -46,6 +46,7 @@ PFS = {
     "cbc-pfs-ecp256": ("aes256-sha256-ecp256", "aes256-sha256-ecp256"),
 }
 AUTHS = ("psk", "rsa", "ecdsa")
+DATAPLANE = {"backend": "process", "workers": 2}    # as the daemons run it (tx and rx worker processes)
 
 _seq = itertools.count()
 
@@ -256,7 +257,7 @@ def our_gw_spec(lab: SwanLab, proposal: str, esp: str, dataplane: bool = True, *
                          {"mode": "tunnel", "local_ts": [NET4], "remote_ts": ["dynamic4"]}],
             "assign": {"ipv4": VIP4, "home_address": HOA, "ha_address": HA}}
     if dataplane:
-        spec["dataplane"] = {"tun": "esp0", "addresses": [f"{GW_INNER4}/32", f"{HA}/128"]}
+        spec["dataplane"] = {"tun": "esp0", "addresses": [f"{GW_INNER4}/32", f"{HA}/128"], **DATAPLANE}
     spec.update(kw)
     if spec.get("ca") is None:
         spec.pop("ca")
@@ -270,7 +271,7 @@ def our_ue_spec(lab: SwanLab, proposal: str, esp: str, dataplane: bool = True, *
             "children": [{"mode": "tunnel", "local_ts": ["dynamic4"], "remote_ts": [NET4]}],
             "cp_request": ["INTERNAL_IP4_ADDRESS", "INTERNAL_IP6_ADDRESS"]}
     if dataplane:
-        spec["dataplane"] = {"tun": "esp0"}
+        spec["dataplane"] = {"tun": "esp0", **DATAPLANE}
     spec.update(kw)
     if spec.get("ca") is None:
         spec.pop("ca")
