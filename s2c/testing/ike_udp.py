@@ -14,9 +14,11 @@ deletes and MOBIKE address updates follow.
 
 As a child process in a namespace (what the tests do): ``python -m s2c.testing.ike_udp SPEC_JSON``
 builds the core from a JSON spec (see :func:`build_core`), prints ``{"ready": true}`` and then one
-JSON line per event; it reads JSON commands on stdin (``{"cmd": "initiate"}``, ``update_addresses``,
-``rekey_child``, ``rekey_ike``, ``delete``, ``keys``, ``stats``, ``quit``). :class:`IkeUdpProcess`
-is the test-side handle.
+JSON line per event; it reads JSON commands on stdin (``{"cmd": "initiate"}``, ``create_child``
+(``child`` spec), ``rekey_child``, ``delete_child`` (``spi_in``), ``rekey_ike``, ``liveness_check``,
+``delete``, ``update_addresses`` (``local``, ``remote``), ``send_transport``, ``keys`` (Wireshark IKEv2
+and ESP key records), ``stats``, ``quit``) and answers each with a ``{"reply": name, ...}`` line.
+:class:`IkeUdpProcess` is the test-side handle.
 """
 
 from __future__ import annotations
