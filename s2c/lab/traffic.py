@@ -29,6 +29,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+# <linux/in.h>, <linux/in6.h>; the socket module lacks them
+IP_FREEBIND = 15
+IPV6_FREEBIND = 78
+
 MAGIC = b"S2CS"
 HEADER = struct.Struct("!4s16sQd")
 HEADER_SIZE = HEADER.size  # 36
@@ -118,9 +122,9 @@ class Sender:
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, dev.encode())
                 if src:
                     if fam == socket.AF_INET6:
-                        s.setsockopt(socket.IPPROTO_IPV6, 76, 1)  # IPV6_FREEBIND: the HoA may come later
+                        s.setsockopt(socket.IPPROTO_IPV6, IPV6_FREEBIND, 1)  # the HoA may come later
                     else:
-                        s.setsockopt(socket.IPPROTO_IP, 15, 1)  # IP_FREEBIND
+                        s.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
                     s.bind((src, 0))
             except OSError as exc:
                 s.close()
