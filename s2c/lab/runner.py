@@ -150,6 +150,19 @@ def node_configs(scenario: Any, run_id: str, run_dir: Path, sockets: dict[str, s
 
     hss_nodes = [n for n, node in nodes.items() if _kind(node) == "hss"]
     pgw_nodes = [n for n, node in nodes.items() if _kind(node) == "pdngw"]
+
+    def s2c_addresses(name: str) -> dict[str, list[str]]:
+        """The PDN GW's S2c addresses: those of ``params.s2c_interface`` (e.g. ``core0``) when the
+        topology names it, else every global address of the node."""
+        a = addresses.get(name, {})
+        iface = (_plain(getattr(topo.nodes[name], "params", None) or {})).get("s2c_interface")
+        if iface and iface in a:
+            a = {iface: a[iface]}
+        return {"ipv4": _addr_list(a, "ipv4"), "ipv6": _addr_list(a, "ipv6")}
+
+    def run_paths() -> dict[str, str]:
+        rd = Path(run_dir).resolve()
+        return {"run_dir": str(rd), "pki": str(rd / "pki"), "keys": str(rd / "keys")}
     out: dict[str, dict[str, Any]] = {}
     for name, node in nodes.items():
         kind = _kind(node)
@@ -168,7 +181,8 @@ def node_configs(scenario: Any, run_id: str, run_dir: Path, sockets: dict[str, s
             params["db"] = str(Path(run_dir) / "var" / f"{name}.db")
             params["diameter"] = {"listen": (v4 + v6) or ["127.0.0.1"], "port": DIAMETER_PORT}
         elif kind == "pdngw":
-            params["s2c"] = {"ipv4": _addr_list(addrs, "ipv4"), "ipv6": _addr_list(addrs, "ipv6")}
+            params["s2c"] = s2c_addresses(name)
+            params.update(run_paths())
             if hss_nodes:
                 h = peer(hss_nodes[0])
                 h["diameter"] = {"address": (h["ipv4"] or h["ipv6"] or ["127.0.0.1"])[0], "port": DIAMETER_PORT}
@@ -185,8 +199,9 @@ def node_configs(scenario: Any, run_id: str, run_dir: Path, sockets: dict[str, s
                         params.setdefault(k, v)
             params["radios"] = {iface: {"network": info.get("network"), "up": info.get("up", True)}
                                 for iface, info in addrs.items() if iface != "lo"}
+            params.update(run_paths())
             if pgw_nodes:
-                peers["pdngw"] = peer(pgw_nodes[0])
+                peers["pdngw"] = dict(peer(pgw_nodes[0]), **s2c_addresses(pgw_nodes[0]))
             if hss_nodes:
                 peers["hss"] = peer(hss_nodes[0])
         elif kind == "cn":

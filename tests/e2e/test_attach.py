@@ -60,7 +60,7 @@ def _tshark(pcap: Path, *args: str) -> list[str]:
 
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="needs tshark")
 def test_default_attach_scenario_and_decrypted_pcaps(tmp_path):
-    data, run_dir = run("attach-default.yaml", tmp_path)
+    data, run_dir = run("default.yaml", tmp_path)
     assert data["ok"], _failed(data)
     attach = data["steps"][0]
     assert attach["kind"] == "attach" and attach["details"]["nat_detected"] is True

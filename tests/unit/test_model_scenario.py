@@ -73,11 +73,22 @@ def test_shipped_scenarios_validate(path: Path) -> None:
 
 def test_at_least_four_scenarios() -> None:
     names = {p.stem for p in SCENARIOS}
-    assert {"default", "link-down", "impair-loss", "impair-rate"} <= names
+    assert {"default", "network-move", "link-down", "impair-loss", "impair-rate"} <= names
 
 
-def test_default_scenario_content() -> None:
+def test_default_scenario_is_the_s2c_attach() -> None:
     scn = load_scenario(REPO / "scenarios" / "default.yaml")
+    assert scn.name == "default" and scn.topology_path == str(TOPO)
+    kinds = [s.kind for s in scn.steps]
+    assert kinds[0] == "attach" and kinds[-2] == "detach"
+    assert kinds.index("udp_stream") < kinds.index("move") < kinds.index("stream_stop")
+    stream = next(s for s in scn.steps if s.kind == "udp_stream")
+    assert stream.args["src"] == "hoa"
+    assert scn.steps[0].args["radio"] == "wlan0"  # starts on the NATed IPv4 Wi-Fi
+
+
+def test_network_move_scenario_content() -> None:
+    scn = load_scenario(REPO / "scenarios" / "network-move.yaml")
     assert scn.topology.name == "default" and scn.topology_path == str(TOPO)
     kinds = [s.kind for s in scn.steps]
     assert kinds.count("ping") >= 7 and "udp_stream" in kinds and kinds.count("move") == 2
