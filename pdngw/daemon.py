@@ -53,7 +53,7 @@ from s2c.runtime.control import ControlError, Handler
 from s2c.runtime.node import NodeDaemon
 
 from pdngw.relay import EapSuccess, SendEapRequest, dea_action, identity_response
-from pdngw.ikeglue import (
+from s2c.runtime.ike_io import (
     KeyLog, UdpIke, child_view, esp_pair, identity_from, ike_view, load_cert_auth, pki_dir_of, psk_bytes, run_dir_of,
 )
 

@@ -47,7 +47,7 @@ from s2c.pki import DEFAULT_PDNGW_FQDN
 from s2c.runtime.control import ControlError, Handler
 from s2c.runtime.node import NodeDaemon
 
-from pdngw.ikeglue import (
+from s2c.runtime.ike_io import (
     KeyLog, UdpIke, child_view, esp_pair, identity_from, ike_view, load_cert_auth, pki_dir_of, psk_bytes, run_dir_of,
 )
 

@@ -19,7 +19,7 @@ from s2c.codec.ikev2 import NON_ESP_MARKER
 from s2c.esp.sa import Direction, EspSa
 from s2c.esp.wireshark import esp_sa_record, _quote
 
-log = logging.getLogger("s2c.ikeglue")
+log = logging.getLogger("s2c.ike_io")
 
 IKE_PORT = 500
 NATT_PORT = 4500
