@@ -1480,7 +1480,10 @@ class IkeSa:
     def _on_rekey_ike_request(self, ctx: _Ctx, mid: int, payloads: list, sa: c.SaPayload, nonce: c.NoncePayload,
                               addr: Addr, now: float) -> None:
         ke = next((x for x in payloads if isinstance(x, c.KePayload)), None)
-        if ke is None or self.old_ctx is not None or ctx is not self.ctx:
+        # our own IKE rekey is in flight: answer TEMPORARY_FAILURE (RFC 7296 §2.25) rather than install a
+        # second new SA (a collision resolved by nonces, §2.8.2, is not implemented; found with strongSwan)
+        own_rekey = ctx.pending is not None and ctx.pending.kind == "rekey-ike"
+        if ke is None or self.old_ctx is not None or ctx is not self.ctx or own_rekey:
             self._respond_error(ctx, ExchangeType.CREATE_CHILD_SA, mid, NotifyType.TEMPORARY_FAILURE
                                 if ke is not None else NotifyType.INVALID_SYNTAX, addr)
             return
