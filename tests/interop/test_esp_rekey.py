@@ -110,29 +110,41 @@ def _block_4500(lab, on: bool) -> None:
         lab.pair.run("a", ["nft", "delete table inet s2ctio"])
 
 
+@pytest.mark.parametrize("role", ["our-ue", "our-gw"])
 @pytest.mark.parametrize("what", ["child", "ike"])
-def test_simultaneous_rekey_with_swan(tmp_path, what):
+def test_simultaneous_rekey_with_swan(tmp_path, what, role):
     """Both sides rekey at once (RFC 7296 §2.8.1/§2.8.2): requests are held back by a firewall until
     both are pending, then cross. The redundant SA (lowest nonce) is deleted by its initiator; both
     sides end with one CHILD SA with the same SPIs, or one IKE SA, and traffic flows."""
     ike_p, esp_p = PROPOSALS["gcm-x25519"]
     with SwanLab(tmp_path, "psk") as lab:
-        lab.charon.load(swan_gw_conf(lab, ike_p, esp_p, {"t": {"mode": "tunnel", "local_ts": NET4,
-                                                              "remote_ts": "dynamic"}}))
-        ue = lab.driver(our_ue_spec(lab, ike_p, esp_p, retransmit_timeout=1.0))
-        cp = ue.wait_event("CpAssigned")
-        ue.wait_event("ChildSaEstablished")
-        ping = lambda: lab.ping("a", cp["ipv4"], SWAN_INNER4, count=2)  # noqa: E731
-        _check(lab, ue, "gw", ping)
+        if role == "our-ue":
+            lab.charon.load(swan_gw_conf(lab, ike_p, esp_p, {"t": {"mode": "tunnel", "local_ts": NET4,
+                                                                  "remote_ts": "dynamic"}}))
+            ue = lab.driver(our_ue_spec(lab, ike_p, esp_p, retransmit_timeout=1.0))
+            cp = ue.wait_event("CpAssigned")
+            ue.wait_event("ChildSaEstablished")
+            ping = lambda: lab.ping("a", cp["ipv4"], SWAN_INNER4, count=2)  # noqa: E731
+            ike_name = "gw"
+        else:
+            lab.charon.load(swan_ue_conf(lab, ike_p, esp_p, {"t": {"mode": "tunnel", "local_ts": "dynamic",
+                                                                  "remote_ts": NET4}}))
+            ue = lab.driver(our_gw_spec(lab, ike_p, esp_p, retransmit_timeout=1.0))
+            lab.charon.initiate(child="t", ike="ue")
+            ue.wait_event("ChildSaEstablished")
+            ping = lambda: lab.ping("b", VIP4, GW_INNER4, count=2)  # noqa: E731
+            ike_name = "ue"
+        _check(lab, ue, ike_name, ping)
         _block_4500(lab, True)
         try:
             ue.cmd("rekey_child" if what == "child" else "rekey_ike")
-            lab.charon._swanctl("--rekey", "--child" if what == "child" else "--ike", "t" if what == "child" else "gw")
+            lab.charon._swanctl("--rekey", "--child" if what == "child" else "--ike",
+                                "t" if what == "child" else ike_name)
             ue.settle(0.3)
         finally:
             _block_4500(lab, False)
         ue.settle(6.0)   # retransmissions cross, collisions resolve, redundant SAs get deleted
-        sa = lab.swan_sas()["gw"]
+        sa = lab.swan_sas()[ike_name]
         assert sa["state"] == "ESTABLISHED"
         if what == "child":
             assert len(child_spis(sa)) == 1 and len([v for v in sa["child-sas"].values() if isinstance(v, dict)]) == 1, sa
@@ -155,3 +167,55 @@ def test_simultaneous_rekey_with_swan(tmp_path, what):
         bye = ue.close()
         assert bye.get("errors") == [], bye
         assert_capture_clean(lab, keys, min_esp=8)
+
+
+def _block_out_4500(lab, on: bool) -> None:
+    if on:
+        lab.pair.run("a", ["nft", "add table inet s2ctio; add chain inet s2ctio out { type filter hook output "
+                                  "priority 0; }; add rule inet s2ctio out udp dport 4500 drop"])
+    else:
+        lab.pair.run("a", ["nft", "delete table inet s2ctio"])
+
+
+@pytest.mark.parametrize("role", ["our-ue", "our-gw"])
+def test_ike_rekey_collision_peer_request_first(tmp_path, role):
+    """Simultaneous IKE SA rekey where charon's request reaches us BEFORE the answer to ours (our own
+    outbound 4500 is held back, so our request is lost and resent later; RFC 7296 §2.8.2/§2.25.2).
+    Both sides must end on the same, working IKE SA."""
+    ike_p, esp_p = PROPOSALS["gcm-x25519"]
+    with SwanLab(tmp_path, "psk") as lab:
+        if role == "our-ue":
+            lab.charon.load(swan_gw_conf(lab, ike_p, esp_p, {"t": {"mode": "tunnel", "local_ts": NET4,
+                                                                  "remote_ts": "dynamic"}}))
+            drv = lab.driver(our_ue_spec(lab, ike_p, esp_p, retransmit_timeout=1.0))
+            cp = drv.wait_event("CpAssigned")
+            drv.wait_event("ChildSaEstablished")
+            ping = lambda: lab.ping("a", cp["ipv4"], SWAN_INNER4, count=2)  # noqa: E731
+            ike_name = "gw"
+        else:
+            lab.charon.load(swan_ue_conf(lab, ike_p, esp_p, {"t": {"mode": "tunnel", "local_ts": "dynamic",
+                                                                  "remote_ts": NET4}}))
+            drv = lab.driver(our_gw_spec(lab, ike_p, esp_p, retransmit_timeout=1.0))
+            lab.charon.initiate(child="t", ike="ue")
+            drv.wait_event("ChildSaEstablished")
+            ping = lambda: lab.ping("b", VIP4, GW_INNER4, count=2)  # noqa: E731
+            ike_name = "ue"
+        _block_out_4500(lab, True)
+        try:
+            drv.cmd("rekey_ike")
+            lab.charon._swanctl("--rekey", "--ike", ike_name)
+            drv.settle(0.5)                      # charon's request arrived and was handled by us
+        finally:
+            _block_out_4500(lab, False)
+        drv.settle(6.0)
+        sa = lab.swan_sas()[ike_name]
+        assert sa["state"] == "ESTABLISHED"
+        ike_spis = [(e["spi_i"], e["spi_r"]) for e in drv.events if e["event"] in ("IkeSaEstablished", "IkeSaRekeyed")]
+        assert (sa["initiator-spi"], sa["responder-spi"]) == ike_spis[-1], (ike_spis, sa)
+        drv.cmd("liveness_check")
+        drv.settle(2.0)
+        assert "PeerDead" not in drv.names()
+        st = drv.cmd("stats")
+        assert not [e for e in st["errors"] if "integrity" in e], st["errors"]
+        res = ping()
+        assert " 0% packet loss" in res.stdout, res.stdout + res.stderr

@@ -71,3 +71,30 @@ def test_responder_reports_port_4500_once_the_peer_moved_there():
     child = next(e for e in p.gw_events if isinstance(e, ev.ChildSaEstablished))
     assert ike.nat_detected and child.nat_t
     assert ike.local_addr == (GW_IP, 4500) and child.local_addr == (GW_IP, 4500)
+
+
+def test_simultaneous_ike_rekey_keeps_both_sides_on_one_working_sa():
+    """Both ends rekey the IKE SA at once and each sees the other's request before the answer to its
+    own (charon interop: our core installed the peer's new SA, then derived its own new SA from the
+    wrong SK_d and lost the original SA's state: ICV failures, charon stuck in REKEYING). Whatever
+    RFC 7296 §2.8.2/§2.25.2 resolution is used, both must end on the same IKE SA and it must work."""
+    from s2c.ike import events as ev
+
+    p = make_pair(ue_config(), gw_config())
+    p.ue.initiate(p.clock.now)
+    p.pump()
+    p.clear()
+    p.ue.rekey_ike(p.clock.now)
+    p.gw.rekey_ike(1, p.clock.now)
+    p.pump()
+    p.run_until(p.clock.now + 40)
+    ue_sa, gw_sa = p.ue.sa, p.gw.sa(1)
+    assert (ue_sa.ctx.spi_i, ue_sa.ctx.spi_r) == (gw_sa.ctx.spi_i, gw_sa.ctx.spi_r)
+    assert ue_sa.ctx.keys == gw_sa.ctx.keys
+    assert not [e for e in list(p.ue.errors) + list(p.gw.errors) if "integrity" in e]
+    p.clear()
+    p.ue.liveness_check(p.clock.now)
+    p.pump()
+    p.run_until(p.clock.now + 40)
+    assert not any(isinstance(e, (ev.PeerDead, ev.IkeSaDeleted)) for e in p.ue_events + p.gw_events)
+    assert ue_sa.ctx.pending is None
