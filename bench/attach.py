@@ -1,0 +1,577 @@
+"""Our UE/PDN GW vs strongSwan, measured in the same run on the same kind of namespaces (NsPair).
+
+1. attach time, IKE_SA_INIT sent -> CHILD SA established (median of N): ours with EAP-AKA relayed over
+   Diameter S6b to the real ``hss`` daemon, ours with PSK (both from the UE daemon's ``attach`` timings),
+   strongSwan PSK (``swanctl --initiate`` wall time, and that minus a ``swanctl --stats`` round trip);
+2. TCP throughput (iperf3) from the UE's Home Address to a CN address behind the PDN GW through our
+   userspace ESP tunnel, vs strongSwan kernel-libipsec, vs the plain veth;
+3. tunnel RTT: ``ping -c 50 -i 0.01`` median, same three paths;
+4. PDN GW IKE setups per second: N PSK initiators fired at once at our ``pdngw`` daemon by an in-process
+   load generator (sans-IO ``IkeInitiator`` cores over one UDP socket, a child process in the UE
+   namespace) vs strongSwan's responder with N ``swanctl --initiate`` at once (bench/strongswan.py's way).
+
+``python -m bench.attach [--runs 10] [--seconds 10] [--setups 100] [--quick] [--json]``; needs root.
+Namespaces are ``s2cb-at<random>-{a,b}`` (ours) and ``s2cb-at<random>s-{a,b}`` (strongSwan), always removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFIX = "s2cb-at"
+K = "465b5ce8b199b49faa5f0a2ee238a6bc"
+OPC = "cd63cb71954a9f4e48a5994e37a02baf"
+IMSI = "001010000000001"
+UE4, PGW4 = "192.0.2.10", "192.0.2.1"
+UE6, PGW6 = "2001:db8:c::10", "2001:db8:c::1"
+CN6, CN4 = "2001:db8:5::10", "203.0.113.10"
+HA = "2001:db8:1::1"
+PSK = "s2c-bench-psk"
+
+_quiet = False
+
+
+def say(msg: str) -> None:
+    """A progress line (stderr with --json, so stdout stays one JSON document)."""
+    if not _quiet:
+        print(f"  .. {msg}", file=sys.stderr if _json_mode else sys.stdout, flush=True)
+
+
+_json_mode = False
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+# ============================================================================ measurement helpers
+
+def iperf(popen_b: Callable[..., subprocess.Popen], run_a: Callable[..., Any], server: str, bind: str | None,
+          seconds: float) -> float:
+    """iperf3 TCP, server bound to ``server`` in namespace b, client in a (from ``bind``): Mbit/s received."""
+    srv = popen_b(["iperf3", "-s", "-1", "-B", server], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.4)
+        argv = ["iperf3", "-c", server, "-t", f"{seconds:g}", "-J"] + (["-B", bind] if bind else [])
+        r = run_a(argv, timeout=seconds + 30, check=False)
+        try:
+            out = json.loads(r.stdout)
+            return out["end"]["sum_received"]["bits_per_second"] / 1e6
+        except (ValueError, KeyError) as exc:
+            raise RuntimeError(f"iperf3 to {server}: {r.stdout[-500:]} {r.stderr[-500:]}") from exc
+    finally:
+        try:
+            srv.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            srv.wait()
+
+
+def ping_median(run_a: Callable[..., Any], dst: str, src: str | None, count: int = 50) -> float:
+    argv = ["ping", "-n", "-c", str(count), "-i", "0.01", "-W", "2", dst] + (["-I", src] if src else [])
+    r = run_a(argv, timeout=60, check=False)
+    times = [float(x) for x in re.findall(r"time=([\d.]+) ms", r.stdout)]
+    if not times:
+        raise RuntimeError(f"ping {dst}: {r.stdout[-300:]} {r.stderr[-300:]}")
+    return statistics.median(times)
+
+
+# ============================================================================ our daemons
+
+class OurLab:
+    """hss + pdngw in namespace b, ue in namespace a, one veth (the 'radio'); as tests/integration does."""
+
+    def __init__(self, workdir: Path, log_level: str = "WARNING") -> None:
+        from s2c.testing.netns import NsPair
+
+        self.dir = workdir
+        self.log_level = log_level
+        self.prefix = f"{PREFIX}{secrets.token_hex(2)}"
+        self.pair = NsPair(self.prefix, a_addrs=[f"{UE4}/24", f"{UE6}/64"], b_addrs=[f"{PGW4}/24", f"{PGW6}/64"],
+                           lo_b=[f"{CN6}/128", f"{CN4}/32", f"{HA}/128"])
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def sock(self, node: str) -> str:
+        return str(self.dir / f"{node}.sock")
+
+    def call(self, node: str, cmd: str, timeout: float = 30, **args: Any) -> Any:
+        from s2c.runtime.control import ControlClient
+
+        return ControlClient(self.sock(node), timeout=timeout).call(cmd, timeout=timeout, **args)
+
+    def spawn(self, node: str, kind: str, side: str, params: dict, peers: dict) -> None:
+        from s2c.runtime.control import ControlError
+
+        cfg = {"node": node, "kind": kind, "run_id": self.prefix, "control": self.sock(node), "interfaces": {},
+               "peers": peers, "params": {"pki": str(self.dir / "pki"), "keys": str(self.dir / "keys"), **params}}
+        path = self.dir / f"{node}.json"
+        path.write_text(json.dumps(cfg))
+        log = open(self.dir / f"{node}.log", "ab")
+        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        self.procs[node] = self.pair.popen(side, [sys.executable, "-m", kind, "--config", str(path),
+                                                  "--log-level", self.log_level],
+                                           stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        log.close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.procs[node].poll() is not None:
+                raise RuntimeError(f"{node} exited:\n{self.log(node)[-3000:]}")
+            try:
+                self.call(node, "status", timeout=1)
+                return
+            except ControlError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{node} did not come up:\n{self.log(node)[-3000:]}")
+
+    def log(self, node: str) -> str:
+        try:
+            return (self.dir / f"{node}.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def start_hss(self) -> None:
+        subs = [{"imsi": IMSI, "k": K, "opc": OPC, "amf": "8000", "sqn": 0, "apn": "internet"}]
+        self.spawn("hss", "hss", "b", {"db": str(self.dir / "hss.db"), "subscribers": subs,
+                                       "diameter": {"listen": ["127.0.0.1"], "port": 3868}}, {})
+
+    def start_pdngw(self, workers: int, **extra: Any) -> None:
+        self.spawn("pdngw", "pdngw", "b", {"s2c": {"ipv4": [PGW4], "ipv6": [PGW6]}, "ha_address": HA,
+                                           "workers": workers, **extra},
+                   {"hss": {"node": "hss", "diameter": {"address": "127.0.0.1", "port": 3868}}})
+        deadline = time.monotonic() + 10
+        while self.call("pdngw", "status")["diameter"] != "open":
+            if time.monotonic() > deadline:
+                raise RuntimeError("pdngw: no S6b connection:\n" + self.log("pdngw")[-3000:])
+            time.sleep(0.05)
+
+    def start_ue(self, workers: int, **extra: Any) -> None:
+        params = {"imsi": IMSI, "k": K, "opc": OPC, "sqn": 0, "ipv4_hoa": True,
+                  "radios": {"veth-a": {"network": "wlan", "up": True}}, "dpd_interval": 30.0,
+                  "reattach": False, "workers": workers, **extra}
+        self.spawn("ue", "ue", "a", params, {"pdngw": {"node": "pdngw", "kind": "pdngw", "ipv4": [PGW4],
+                                                       "ipv6": [PGW6]}})
+
+    def stop(self, node: str) -> None:
+        from s2c.runtime.control import ControlError
+
+        p = self.procs.pop(node, None)
+        if p is None:
+            return
+        try:
+            self.call(node, "stop", timeout=2)
+        except (ControlError, OSError):
+            pass
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+
+    def __enter__(self) -> "OurLab":
+        self.pair.__enter__()
+        try:
+            self.pair.run("a", ["ip", "route", "add", "default", "via", PGW4])
+            self.pair.run("a", ["ip", "-6", "route", "add", "default", "via", PGW6])
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        for node in ("ue", "pdngw", "hss"):
+            try:
+                self.stop(node)
+            except Exception:  # noqa: BLE001 - teardown goes on
+                pass
+        for p in self.procs.values():
+            p.kill()
+        self.procs.clear()
+        self.pair.close()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def attaches(self, runs: int) -> dict[str, list[float]]:
+        """``runs`` attach/detach cycles of the UE; the daemon's timings in ms, plus the control call's wall."""
+        out: dict[str, list[float]] = {"child_sa_ms": [], "tunnel_sa_ms": [], "wall_ms": []}
+        for i in range(runs + 1):  # the first one warms up (imports, first DH, Diameter session set up)
+            t0 = time.perf_counter()
+            res = self.call("ue", "attach", timeout=30, radio="veth-a", wait=20)
+            wall = (time.perf_counter() - t0) * 1000
+            if res.get("state") != "attached":
+                raise RuntimeError(f"attach failed: {res}\n{self.log('ue')[-2000:]}\n{self.log('pdngw')[-2000:]}")
+            if i:
+                out["child_sa_ms"].append(float(res["child_sa_ms"]))
+                out["tunnel_sa_ms"].append(float(res["tunnel_sa_ms"]))
+                out["wall_ms"].append(wall)
+            self.call("ue", "detach")
+            self._wait_pdngw_empty()
+        return out
+
+    def _wait_pdngw_empty(self, timeout: float = 3) -> None:
+        deadline = time.monotonic() + timeout
+        while self.call("pdngw", "status")["ike_sas"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+def _ours(args: argparse.Namespace, res: dict) -> None:
+    work = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-"))
+    try:
+        with OurLab(work, args.log_level) as lab:
+            say(f"ours: namespaces {lab.prefix}-a/-b; starting hss, pdngw (cert + EAP relay), ue (EAP-AKA)")
+            lab.start_hss()
+            lab.start_pdngw(args.workers)
+            lab.start_ue(args.workers)
+            say(f"ours: {args.runs} EAP-AKA attaches (Diameter S6b to the hss daemon)")
+            t = lab.attaches(args.runs)
+            res["attach"]["ours_eap_aka"] = _summ(t)
+            say(f"ours EAP-AKA: CHILD SA {res['attach']['ours_eap_aka']['child_sa_ms']:.1f} ms (median)")
+            r = lab.call("ue", "attach", timeout=30, radio="veth-a", wait=20)
+            if r.get("state") != "attached":
+                raise RuntimeError(f"attach failed: {r}")
+            hoa4, hoa6 = r["hoa"]["ipv4"], r["hoa"]["ipv6"]
+            src, dst = (hoa4, CN4) if hoa4 else (hoa6, CN6)
+            run_a = lambda argv, **kw: lab.pair.run("a", argv, **kw)  # noqa: E731
+            popen_b = lambda argv, **kw: lab.pair.popen("b", argv, **kw)  # noqa: E731
+            ping_median(run_a, dst, src, 5)  # warm-up: ARP/ND, routes
+            say(f"plain veth: iperf3 {args.seconds:g} s {UE4} -> {PGW4}")
+            res["throughput_mbps"]["veth"] = iperf(popen_b, run_a, PGW4, UE4, args.seconds)
+            res["rtt_ms"]["veth"] = ping_median(run_a, PGW4, UE4, args.pings)
+            say(f"ours: iperf3 {args.seconds:g} s HoA {src} -> CN {dst} through the userspace ESP tunnel")
+            res["throughput_mbps"]["ours"] = iperf(popen_b, run_a, dst, src, args.seconds)
+            res["rtt_ms"]["ours"] = ping_median(run_a, dst, src, args.pings)
+            say(f"ours: {res['throughput_mbps']['ours']:.0f} Mbit/s, RTT {res['rtt_ms']['ours']:.3f} ms; "
+                f"veth {res['throughput_mbps']['veth']:.0f} Mbit/s, RTT {res['rtt_ms']['veth']:.3f} ms")
+            res["tunnel"] = {"outer": "IPv6" if ":" in (r.get("pdngw") or "") else "IPv4",
+                             "inner": "IPv4" if hoa4 else "IPv6", "udp_encap": r.get("udp_encap"),
+                             "workers_per_side": args.workers}
+            lab.call("ue", "detach")
+            lab.stop("ue")
+            lab.stop("pdngw")
+            # PSK both ways, and the setups/s responder: no COOKIE (strongSwan's side runs dos_protection = no)
+            say("ours: restarting pdngw and ue with PSK")
+            lab.start_pdngw(args.workers, auth="psk", psk=PSK, cookie_threshold=100000)
+            lab.start_ue(args.workers, auth="psk", psk=PSK)
+            say(f"ours: {args.runs} PSK attaches")
+            res["attach"]["ours_psk"] = _summ(lab.attaches(args.runs))
+            say(f"ours PSK: CHILD SA {res['attach']['ours_psk']['child_sa_ms']:.1f} ms (median)")
+            lab.stop("ue")
+            say(f"ours: {args.setups} PSK initiators at once against the pdngw daemon")
+            res["setups"]["ours"] = _loadgen_run(lab, args.setups)
+            say(f"ours: {res['setups']['ours']['established']}/{args.setups} in "
+                f"{res['setups']['ours']['elapsed_s']:.3f} s = {res['setups']['ours']['per_s']:.0f}/s")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _summ(t: dict[str, list[float]]) -> dict[str, Any]:
+    return {"child_sa_ms": median(t["child_sa_ms"]), "tunnel_sa_ms": median(t["tunnel_sa_ms"]),
+            "wall_ms": median(t["wall_ms"]), "runs": len(t["child_sa_ms"]),
+            "child_sa_ms_all": [round(x, 3) for x in t["child_sa_ms"]]}
+
+
+# ============================================================================ load generator
+
+def _loadgen_run(lab: OurLab, n: int) -> dict[str, Any]:
+    spec = {"n": n, "local": UE4, "remote": PGW4, "psk": PSK, "timeout": 30}
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    r = subprocess.run(["nsenter", f"--net=/run/netns/{lab.pair.name('a')}", sys.executable, "-m", "bench.attach",
+                        "--loadgen", json.dumps(spec)], capture_output=True, text=True, timeout=90, env=env, cwd=ROOT)
+    try:
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError) as exc:
+        raise RuntimeError(f"load generator: {r.stdout[-1000:]} {r.stderr[-2000:]}") from exc
+    st = lab.call("pdngw", "status")
+    out["pdngw_established"] = st["established"]
+    return out
+
+
+def loadgen(spec: dict) -> dict[str, Any]:
+    """N IkeInitiators (PSK, the UE's proposals, MH CHILD SA + CP request) over one UDP socket pair.
+
+    Each initiator is built and fired when the clock has started (its DH key and IKE_SA_INIT are part
+    of the measurement); replies are demultiplexed by the initiator's SPI. Runs in the UE namespace.
+    """
+    import select
+
+    from s2c.ike import DSMIP6_CP_REQUEST, Identity, IkeConfig, IkeInitiator, PskAuth, Timers
+    from s2c.ike import events as ev
+    from s2c.pki import DEFAULT_PDNGW_FQDN
+    from ue.daemon import IKE_PROPOSALS, MH_CHILD
+
+    n, local, remote = int(spec["n"]), spec["local"], spec["remote"]
+    socks = {}
+    for port in (500, 4500):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        s.bind((local, port))
+        s.setblocking(False)
+        socks[port] = s
+    by_spi: dict[bytes, Any] = {}
+    done: set[int] = set()
+    failed: dict[int, str] = {}
+    clock = time.monotonic
+    cpu0 = time.process_time()
+
+    def flush(i: int, ini: Any) -> None:
+        for data, addr in ini.datagrams_to_send(clock()):
+            marker = data[:4] == b"\0\0\0\0"
+            if not marker:
+                by_spi.setdefault(data[:8], (i, ini))
+            try:
+                socks[4500 if marker else 500].sendto(data, addr)
+            except OSError:
+                pass
+        while (e := ini.next_event()) is not None:
+            if isinstance(e, ev.ChildSaEstablished):
+                done.add(i)
+            elif isinstance(e, (ev.IkeSaFailed, ev.AuthenticationFailed, ev.PeerDead)):
+                failed[i] = type(e).__name__ + ": " + str(getattr(e, "reason", ""))
+
+    inits: list[Any] = []
+    t0 = time.perf_counter()
+    for i in range(n):
+        cfg = IkeConfig(local_id=Identity.rfc822(f"ue{i}@bench.s2c.test"), auth=PskAuth(spec["psk"].encode()),
+                        remote_id=Identity.fqdn(DEFAULT_PDNGW_FQDN), ike_proposals=IKE_PROPOSALS, child=MH_CHILD,
+                        cp_request=tuple(DSMIP6_CP_REQUEST), mobike=False,
+                        timers=Timers(retransmit_timeout=1.0, retransmit_factor=1.5, retransmit_tries=6))
+        ini = IkeInitiator(cfg, (local, 500), (remote, 500), os.urandom)
+        ini.initiate(clock())
+        inits.append(ini)
+        flush(i, ini)
+    deadline = time.perf_counter() + float(spec.get("timeout", 30))
+    while len(done) + len(failed) < n and time.perf_counter() < deadline:
+        timers = [t for ini in inits if (t := ini.get_timer()) is not None]
+        wait = max(0.0, min(timers) - clock()) if timers else 0.1
+        r, _, _ = select.select(list(socks.values()), [], [], min(wait, 0.1))
+        for s in r:
+            while True:
+                try:
+                    data, addr = s.recvfrom(65535)
+                except BlockingIOError:
+                    break
+                off = 4 if data[:4] == b"\0\0\0\0" else 0
+                hit = by_spi.get(data[off:off + 8])
+                if hit is None:
+                    continue
+                i, ini = hit
+                ini.receive_datagram(data, (addr[0], addr[1]), clock())
+                flush(i, ini)
+        now = clock()
+        for i, ini in enumerate(inits):
+            t = ini.get_timer()
+            if t is not None and t <= now:
+                ini.handle_timer(now)
+                flush(i, ini)
+    elapsed = time.perf_counter() - t0
+    return {"n": n, "established": len(done), "failed": len(failed), "elapsed_s": elapsed,
+            "per_s": len(done) / elapsed if elapsed > 0 else 0.0, "loadgen_cpu_s": time.process_time() - cpu0,
+            "failures": sorted(set(failed.values()))[:5]}
+
+
+# ============================================================================ strongSwan
+
+def _swan(args: argparse.Namespace, res: dict) -> None:
+    from bench import strongswan as sw
+    from s2c.lab.strongswan import Charon, available
+    from s2c.testing.netns import NsPair
+
+    ok, why = available()
+    if not ok:
+        res["strongswan_skipped"] = why
+        say(f"strongSwan skipped: {why}")
+        return
+    prefix = f"{PREFIX}{secrets.token_hex(2)}s"
+    A, B, IN_A, IN_B = sw.A, sw.B, sw.IN_A, sw.IN_B
+    with tempfile.TemporaryDirectory(prefix=f"{PREFIX}-sw-") as tmp, \
+            NsPair(prefix, [f"{A}/24"], [f"{B}/24"], lo_a=[f"{IN_A}/32"], lo_b=[f"{IN_B}/32"]) as pair:
+        run_a = lambda argv, **kw: pair.run("a", argv, **kw)  # noqa: E731
+        popen_b = lambda argv, **kw: pair.popen("b", argv, **kw)  # noqa: E731
+        say(f"strongSwan: namespaces {prefix}-a/-b; charon (kernel-libipsec) on both sides, PSK")
+        res["throughput_mbps"]["veth_swan_pair"] = iperf(popen_b, run_a, B, A, args.seconds)
+        a = Charon(pair.name("a"), Path(tmp) / "a", log_level=0)
+        b = Charon(pair.name("b"), Path(tmp) / "b", log_level=0)
+        with a, b:
+            a.load(sw._conf(A, B, "a@s2c.test", "b@s2c.test", f"{IN_A}/32", f"{IN_B}/32"))
+            b.load(sw._conf(B, A, "b@s2c.test", "a@s2c.test", f"{IN_B}/32", f"{IN_A}/32"))
+            say(f"strongSwan: {args.runs} PSK attaches")
+            times, overhead = [], []
+            for i in range(args.runs + 1):
+                t = a.initiate(child="t") * 1000
+                a.terminate("c")
+                t0 = time.perf_counter()
+                a._swanctl("--stats")  # the same nsenter + swanctl + vici round trip, doing nothing
+                ov = (time.perf_counter() - t0) * 1000
+                if i:
+                    times.append(t)
+                    overhead.append(ov)
+                time.sleep(0.05)
+            res["attach"]["strongswan_psk"] = {
+                "wall_ms": median(times), "swanctl_overhead_ms": median(overhead),
+                "child_sa_ms": max(0.0, median(times) - median(overhead)), "runs": len(times),
+                "wall_ms_all": [round(x, 3) for x in times]}
+            say(f"strongSwan PSK: swanctl --initiate {median(times):.1f} ms, minus swanctl round trip "
+                f"{median(overhead):.1f} ms = {res['attach']['strongswan_psk']['child_sa_ms']:.1f} ms")
+            a.initiate(child="t")
+            ping_median(run_a, IN_B, IN_A, 5)
+            say(f"strongSwan: iperf3 {args.seconds:g} s through the kernel-libipsec tunnel")
+            res["throughput_mbps"]["strongswan"] = iperf(popen_b, run_a, IN_B, IN_A, args.seconds)
+            res["rtt_ms"]["strongswan"] = ping_median(run_a, IN_B, IN_A, args.pings)
+            say(f"strongSwan: {res['throughput_mbps']['strongswan']:.0f} Mbit/s, "
+                f"RTT {res['rtt_ms']['strongswan']:.3f} ms")
+            a.terminate("c")
+        extra = "  init_limit_half_open = 0\n  ikesa_table_size = 1024\n"
+        a = Charon(pair.name("a"), Path(tmp) / "a2", log_level=0, extra_conf=extra)
+        b = Charon(pair.name("b"), Path(tmp) / "b2", log_level=0, extra_conf=extra + "  dos_protection = no\n")
+        n = args.setups
+        with a, b:
+            a.load(sw._conf(A, B, "ue.s2c.test", "b@s2c.test", "dynamic", "dynamic", n_conns=n))
+            b.load(sw._conf(B, A, "b@s2c.test", "%any", "dynamic", "dynamic", n_conns=n))
+            say(f"strongSwan: {n} initiations at once (swanctl) against one responder")
+            t0 = time.perf_counter()
+            procs = [pair.popen("a", ["swanctl", "--initiate", "--ike", f"c{i}", "--timeout", "-1", "--uri", a.vici],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(n)]
+            try:
+                for p in procs:
+                    p.wait(30)
+            finally:
+                for p in procs:
+                    if p.poll() is None:
+                        p.kill()
+                        p.wait()
+            deadline = time.perf_counter() + 60
+            count = 0
+            while time.perf_counter() < deadline:
+                count = b.established_count()
+                if count >= n:
+                    break
+                time.sleep(0.02)
+            elapsed = time.perf_counter() - t0
+            res["setups"]["strongswan"] = {"n": n, "established": count, "elapsed_s": elapsed,
+                                           "per_s": count / elapsed}
+            say(f"strongSwan: {count}/{n} in {elapsed:.3f} s = {count / elapsed:.0f}/s")
+
+
+# ============================================================================ report
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    try:
+        return a / b if a and b else None
+    except TypeError:
+        return None
+
+
+def figures(res: dict) -> dict:
+    """The headline figures and ratios (ours / strongSwan)."""
+    at, tp, rtt, su = res["attach"], res["throughput_mbps"], res["rtt_ms"], res["setups"]
+    g = lambda d, *ks: (d.get(ks[0]) or {}).get(ks[1]) if len(ks) == 2 else d.get(ks[0])  # noqa: E731
+    f = {
+        "attach_eap_aka_ms": g(at, "ours_eap_aka", "child_sa_ms"),
+        "attach_psk_ms": g(at, "ours_psk", "child_sa_ms"),
+        "attach_strongswan_psk_ms": g(at, "strongswan_psk", "child_sa_ms"),
+        "attach_strongswan_psk_wall_ms": g(at, "strongswan_psk", "wall_ms"),
+        "throughput_ours_mbps": tp.get("ours"), "throughput_strongswan_mbps": tp.get("strongswan"),
+        "throughput_veth_mbps": tp.get("veth"),
+        "rtt_ours_ms": rtt.get("ours"), "rtt_strongswan_ms": rtt.get("strongswan"), "rtt_veth_ms": rtt.get("veth"),
+        "setups_ours_per_s": g(su, "ours", "per_s"), "setups_strongswan_per_s": g(su, "strongswan", "per_s"),
+    }
+    f["ratio_attach_eap_aka"] = _ratio(f["attach_eap_aka_ms"], f["attach_strongswan_psk_ms"])
+    f["ratio_attach_psk"] = _ratio(f["attach_psk_ms"], f["attach_strongswan_psk_ms"])
+    f["ratio_attach_eap_aka_wall"] = _ratio(g(at, "ours_eap_aka", "wall_ms"), f["attach_strongswan_psk_wall_ms"])
+    f["ratio_throughput"] = _ratio(f["throughput_ours_mbps"], f["throughput_strongswan_mbps"])
+    f["ratio_rtt"] = _ratio(f["rtt_ours_ms"], f["rtt_strongswan_ms"])
+    f["ratio_setups"] = _ratio(f["setups_ours_per_s"], f["setups_strongswan_per_s"])
+    return f
+
+
+def table(res: dict) -> str:
+    f = res["figures"]
+    at = res["attach"]
+
+    def num(v: Any, fmt: str) -> str:
+        return format(v, fmt) if isinstance(v, (int, float)) else "-"
+
+    def row(name: str, ours: Any, swan: Any, ratio: Any, target: str, fmt: str) -> str:
+        return f"  {name:44s} {num(ours, fmt):>10s} {num(swan, fmt):>10s} {num(ratio, '.2f'):>7s}   {target}"
+
+    lines = [f"  {'':44s} {'ours':>10s} {'strongSwan':>10s} {'ratio':>7s}   target (ours)",
+             row("attach ms, EAP-AKA via Diameter vs swan PSK", f["attach_eap_aka_ms"], f["attach_strongswan_psk_ms"],
+                 f["ratio_attach_eap_aka"], "<= strongSwan (ratio <= 1)", ".1f"),
+             row("attach ms, PSK vs PSK", f["attach_psk_ms"], f["attach_strongswan_psk_ms"], f["ratio_attach_psk"],
+                 "", ".1f"),
+             row("attach ms, wall (control call / swanctl)", (at.get("ours_eap_aka") or {}).get("wall_ms"),
+                 f["attach_strongswan_psk_wall_ms"], f["ratio_attach_eap_aka_wall"], "", ".1f"),
+             row("  ours EAP-AKA incl. tunnel CHILD SA", (at.get("ours_eap_aka") or {}).get("tunnel_sa_ms"),
+                 None, None, "", ".1f"),
+             row("TCP throughput Mbit/s (iperf3)", f["throughput_ours_mbps"], f["throughput_strongswan_mbps"],
+                 f["ratio_throughput"], ">= 2.5x", ".0f"),
+             row("tunnel RTT ms (median)", f["rtt_ours_ms"], f["rtt_strongswan_ms"], f["ratio_rtt"], "<= 0.5 ms",
+                 ".3f"),
+             row("PDN GW IKE setups/s", f["setups_ours_per_s"], f["setups_strongswan_per_s"], f["ratio_setups"],
+                 ">= 200/s", ".0f"),
+             f"  plain veth: {num(f['throughput_veth_mbps'], '.0f')} Mbit/s, RTT {num(f['rtt_veth_ms'], '.3f')} ms"
+             f" (strongSwan pair's veth: {num(res['throughput_mbps'].get('veth_swan_pair'), '.0f')} Mbit/s)"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    global _json_mode
+    ap = argparse.ArgumentParser(prog="python -m bench.attach", description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=10, help="attaches per variant (median; default 10)")
+    ap.add_argument("--seconds", type=float, default=10, help="iperf3 seconds (default 10)")
+    ap.add_argument("--pings", type=int, default=50, help="pings for the RTT median (default 50)")
+    ap.add_argument("--setups", type=int, default=100, help="initiators fired at once (default 100)")
+    ap.add_argument("--workers", type=int, default=2, help="data plane processes per daemon (default 2)")
+    ap.add_argument("--quick", action="store_true", help="3 attaches, 2 s iperf3, 20 pings, 30 setups")
+    ap.add_argument("--json", action="store_true", help="print one JSON document (progress on stderr)")
+    ap.add_argument("--no-strongswan", action="store_true", help="ours only")
+    ap.add_argument("--log-level", default="WARNING", help="daemons' log level (default WARNING)")
+    ap.add_argument("--loadgen", help=argparse.SUPPRESS)  # internal: the load generator child process
+    args = ap.parse_args(argv)
+    if args.loadgen:
+        print(json.dumps(loadgen(json.loads(args.loadgen))), flush=True)
+        return 0
+    if args.quick:
+        args.runs, args.seconds, args.pings, args.setups = min(args.runs, 3), min(args.seconds, 2), 20, \
+            min(args.setups, 30)
+    _json_mode = args.json
+    if os.geteuid() != 0:
+        print("bench.attach needs root (network namespaces, TUN)", file=sys.stderr)
+        return 2
+    res: dict[str, Any] = {"attach": {}, "throughput_mbps": {}, "rtt_ms": {}, "setups": {},
+                           "params": {"runs": args.runs, "seconds": args.seconds, "pings": args.pings,
+                                      "setups": args.setups, "workers": args.workers},
+                           "loadavg_before": list(os.getloadavg()), "cpus": os.cpu_count()}
+    say(f"load average {res['loadavg_before'][0]:.2f} on {res['cpus']} CPUs")
+    _ours(args, res)
+    if not args.no_strongswan:
+        _swan(args, res)
+    res["loadavg_after"] = list(os.getloadavg())
+    res["figures"] = figures(res)
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        print(f"\nours vs strongSwan, same run (load average {res['loadavg_before'][0]:.2f} -> "
+              f"{res['loadavg_after'][0]:.2f}, {res['cpus']} CPUs; attach = median of {args.runs}, "
+              f"IKE_SA_INIT sent -> CHILD SA established):")
+        print(table(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
