@@ -177,8 +177,9 @@ def _block_out_4500(lab, on: bool) -> None:
         lab.pair.run("a", ["nft", "delete table inet s2ctio"])
 
 
+@pytest.mark.parametrize("what", ["ike", "child"])
 @pytest.mark.parametrize("role", ["our-ue", "our-gw"])
-def test_ike_rekey_collision_peer_request_first(tmp_path, role):
+def test_rekey_collision_peer_request_first(tmp_path, role, what):
     """Simultaneous IKE SA rekey where charon's request reaches us BEFORE the answer to ours (our own
     outbound 4500 is held back, so our request is lost and resent later; RFC 7296 §2.8.2/§2.25.2).
     Both sides must end on the same, working IKE SA."""
@@ -202,8 +203,8 @@ def test_ike_rekey_collision_peer_request_first(tmp_path, role):
             ike_name = "ue"
         _block_out_4500(lab, True)
         try:
-            drv.cmd("rekey_ike")
-            lab.charon._swanctl("--rekey", "--ike", ike_name)
+            drv.cmd(f"rekey_{what}")
+            lab.charon._swanctl("--rekey", *(["--ike", ike_name] if what == "ike" else ["--child", "t"]))
             drv.settle(0.5)                      # charon's request arrived and was handled by us
         finally:
             _block_out_4500(lab, False)
@@ -212,6 +213,9 @@ def test_ike_rekey_collision_peer_request_first(tmp_path, role):
         assert sa["state"] == "ESTABLISHED"
         ike_spis = [(e["spi_i"], e["spi_r"]) for e in drv.events if e["event"] in ("IkeSaEstablished", "IkeSaRekeyed")]
         assert (sa["initiator-spi"], sa["responder-spi"]) == ike_spis[-1], (ike_spis, sa)
+        cur = _current(drv)
+        assert len([v for v in sa["child-sas"].values() if isinstance(v, dict)]) == 1, sa
+        assert child_spis(sa)["t"] == (cur["spi_out"], cur["spi_in"]), (sa, cur)
         drv.cmd("liveness_check")
         drv.settle(2.0)
         assert "PeerDead" not in drv.names()
