@@ -40,7 +40,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from s2c.codec.diameter import ApplicationId, VENDOR_3GPP
-from s2c.codec.ikev2 import CpAttributeType, DhGroup, EncrId, IntegId, TrafficSelector
+from s2c.codec.ikev2 import NON_ESP_MARKER, CpAttributeType, DhGroup, EncrId, IntegId, TrafficSelector
 from s2c.diameter.messages import DiameterEapAnswer, LocalIdentity, SessionIdGenerator, build_der
 from s2c.ike import (
     AddressRequest, CertAuth, ChildConfig, CpAssignment, DynamicTs, EspProposal, Identity, IkeConfig, IkeProposal,
@@ -209,7 +209,10 @@ class PdnGwDaemon(NodeDaemon):
                             bind6="::" if self.s2c6 else None, workers=self.workers)
         await loop.run_in_executor(None, self.dp.start)
         await loop.run_in_executor(None, self.dp.stats)  # returns once every worker process runs its loop
-        self.dp.set_ike_handler(lambda data, addr: self._on_datagram(data, (addr[0], addr[1]), None))
+        # the plane strips the non-ESP marker: put it back so the core knows the peer floated to 4500
+        # (its local port, NAT-D hashes and replies follow, RFC 3948 §2.2 / RFC 7296 §2.23)
+        self.dp.set_ike_handler(lambda data, addr: self._on_datagram(NON_ESP_MARKER + bytes(data),
+                                                                     (addr[0], addr[1]), None))
         self.dp.set_mh_handler(self._on_transport)
         self.dp.attach(loop)
         self.io.dataplane = self.dp
