@@ -10,7 +10,9 @@ Params (docs/control.md): ``imsi``, ``k``, ``opc`` or ``op``, ``sqn`` (the USIM'
 ``workers`` (data plane processes, default 1), ``keys`` (Wireshark key files, default <run dir>/keys);
 interop: ``auth`` (``eap`` default, ``psk`` with ``psk``, ``cert`` with ``cert``/``key`` PEM paths),
 ``ue_id`` (IDi instead of the NAI), ``pdngw_id`` (IDr instead of ``pdngw_fqdn``), ``check_id_in_cert``,
-``force_encap`` (fake NAT-D source hash: ESP in UDP 4500 even without a NAT, for kernel-libipsec peers).
+``force_encap`` (fake NAT-D source hash: ESP in UDP 4500 even without a NAT, for kernel-libipsec peers),
+``mh_child`` (default true; false: the IKE_AUTH CHILD SA is the tunnel one and no transport-mode MH SA is
+asked for, for peers that cannot install transport mode, e.g. strongSwan with kernel-libipsec).
 Peers: ``pdngw`` (its S2c addresses).
 
 Control: ``attach {radio, wait, k?, opc?}``, ``detach``, ``handover {radio}`` / ``radio_changed {radio}``,
@@ -121,7 +123,7 @@ class UeDaemon(NodeDaemon):
         self._timer_at: float | None = None
         self._done: asyncio.Future[dict[str, Any]] | None = None
         self._t0 = 0.0
-        self._mh_child = True
+        self._mh_child = bool(p.get("mh_child", True))
         self._tunnel_requested = False
         self._monitor: asyncio.Task[None] | None = None
         self._reattach_task: asyncio.Task[None] | None = None
@@ -307,15 +309,16 @@ class UeDaemon(NodeDaemon):
         remote_id = identity_from(str(p["pdngw_id"])) if p.get("pdngw_id") else Identity.fqdn(self.fqdn)
         return IkeConfig(
             local_id=local_id, auth=auth, remote_id=remote_id, check_id_in_cert=bool(p.get("check_id_in_cert", True)),
-            trusted_certs=(ca,), ike_proposals=IKE_PROPOSALS, child=MH_CHILD, cp_request=cp, mobike=True,
+            trusted_certs=(ca,), ike_proposals=IKE_PROPOSALS, cp_request=cp, mobike=True,
+            child=MH_CHILD if self._mh_child else self._tunnel_child(v4=self.want_v4),
             timers=Timers(retransmit_timeout=self.rto, retransmit_factor=1.5, retransmit_tries=self.tries,
                           dpd_interval=self.dpd, ike_rekey_time=self.ike_rekey, child_rekey_time=self.child_rekey),
         )
 
-    def _tunnel_child(self) -> ChildConfig:
+    def _tunnel_child(self, v4: bool | None = None) -> ChildConfig:
         local: tuple[Any, ...] = (DynamicTs(6, 0),)
         remote: tuple[Any, ...] = (TrafficSelector.any(6),)
-        if self.hoa4:
+        if self.hoa4 if v4 is None else v4:
             local += (DynamicTs(4, 0),)
             remote += (TrafficSelector.any(4),)
         return ChildConfig(ChildMode.TUNNEL, local, remote, ESP_PROPOSALS)
