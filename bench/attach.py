@@ -267,9 +267,10 @@ class OurLab:
         if p is None:
             return
         try:
-            self.call(node, "stop", timeout=2)
+            if p.poll() is None:
+                self.call(node, "stop", timeout=2)
         except (ControlError, OSError):
-            pass
+            p.terminate()  # nsenter passes it on to the daemon
         try:
             p.wait(5)
         except subprocess.TimeoutExpired:
@@ -672,9 +673,13 @@ def main(argv: list[str] | None = None) -> int:
                                       "setups": args.setups, "workers": args.workers},
                            "loadavg_before": list(os.getloadavg()), "cpus": os.cpu_count()}
     say(f"load average {res['loadavg_before'][0]:.2f} on {res['cpus']} CPUs")
-    _ours(args, res)
-    if not args.no_strongswan:
-        _swan(args, res)
+    try:
+        _ours(args, res)
+        if not args.no_strongswan:
+            _swan(args, res)
+    except KeyboardInterrupt:  # the with-blocks above have stopped every process and removed the namespaces
+        print("interrupted", file=sys.stderr)
+        return 130
     res["loadavg_after"] = list(os.getloadavg())
     res["figures"] = figures(res)
     if args.json:
