@@ -194,7 +194,7 @@ def assert_daemon_capture_clean(lab: DaemonSwanLab, min_esp: int = 1) -> dict:
 
 
 def esp_sources(pcap: Path) -> set[str]:
-    """Outer source addresses of the ESP packets in a capture."""
-    out = subprocess.run(["tshark", "-n", "-r", str(pcap), "-Y", "esp", "-T", "fields", "-e", "ip.src"],
+    """Outer source addresses (IPv4 and IPv6) of the ESP packets in a capture."""
+    out = subprocess.run(["tshark", "-n", "-r", str(pcap), "-Y", "esp", "-T", "fields", "-e", "ip.src", "-e", "ipv6.src"],
                          capture_output=True, text=True, timeout=60).stdout
     return set(out.split())

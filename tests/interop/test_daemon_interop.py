@@ -28,7 +28,7 @@ from daemon_lab import (
     CN4, CN6, DI_HA, HOME_PREFIX, IPV4_POOL, SWAN_CN6, DaemonSwanLab, assert_daemon_capture_clean, esp_sources,
 )
 from test_ike_lab import (
-    A4, A4_ALT, B4, B4_ALT, GW_ID, POOL4, POOL6, PROPOSALS, PSK, SWAN_INNER4, UE_ID, child_spis, swan_gw_conf,
+    A4, A4_ALT, A6, B4, B4_ALT, B6, GW_ID, POOL4, POOL6, PROPOSALS, PSK, SWAN_INNER4, UE_ID, child_spis, swan_gw_conf,
     swan_ue_conf,
 )
 
@@ -38,6 +38,10 @@ pytestmark = [pytest.mark.interop, pytest.mark.netns]
 def _swan_child(sa: dict, name: str) -> dict | None:
     return next((v for v in (sa.get("child-sas") or {}).values() if isinstance(v, dict) and v.get("name") == name),
                 None)
+
+
+def _ep(addr: str, port: int) -> str:
+    return f"{addr}:{port}"
 
 
 def _hosts(tss: list[str]) -> set[str]:
@@ -59,7 +63,7 @@ TUNNEL_CHILD = {"mode": "tunnel", "local_ts": "dynamic", "remote_ts": f"{CN4}/32
 def start_pdngw(lab: DaemonSwanLab, extra: dict | None = None) -> None:
     """Our PDN GW daemon on side a: S2c at A4, HA and SGi-side (CN) addresses on lo."""
     lab.add_lo("a", CN4, CN6, DI_HA)
-    params = {"s2c": {"ipv4": [A4]}, "fqdn": GW_ID, "pki": str(lab.trust_pki().root), "home_prefix": HOME_PREFIX,
+    params = {"s2c": {"ipv6" if ":" in lab.a else "ipv4": [lab.a]}, "fqdn": GW_ID, "pki": str(lab.trust_pki().root), "home_prefix": HOME_PREFIX,
               "ha_address": DI_HA, "ipv4_pool": IPV4_POOL, **(extra or {})}
     if lab.pki is None:
         params.update(auth="psk", psk=PSK)
@@ -73,11 +77,13 @@ def _pdngw_sa(lab: DaemonSwanLab) -> dict | None:
 
 # encap: who forces UDP encapsulation (kernel-libipsec needs ESP in UDP 4500): charon (``encap = yes``)
 # or our daemon (``params.force_encap``: a fake NAT_DETECTION_SOURCE_IP hash, charon ``encap = no``)
-@pytest.mark.parametrize("auth,prop,encap", [("psk", "gcm-x25519", "swan"), ("rsa", "gcm-ecp256", "swan"),
-                                             ("ecdsa", "cbc-modp2048", "swan"), ("psk", "gcm-x25519", "ours")])
-def test_a_swan_ue_against_pdngw_daemon(tmp_path, auth, prop, encap):
+# outer: the S2c path (IKE and ESP-in-UDP) over IPv4 or IPv6
+@pytest.mark.parametrize("auth,prop,encap,outer", [
+    ("psk", "gcm-x25519", "swan", 4), ("rsa", "gcm-ecp256", "swan", 4), ("ecdsa", "cbc-modp2048", "swan", 4),
+    ("psk", "gcm-x25519", "ours", 4), ("rsa", "gcm-x25519", "swan", 6)])
+def test_a_swan_ue_against_pdngw_daemon(tmp_path, auth, prop, encap, outer):
     ike_p, esp_p = PROPOSALS[prop]
-    with DaemonSwanLab(tmp_path, auth) as lab:
+    with DaemonSwanLab(tmp_path, auth, outer6=outer == 6) as lab:
         start_pdngw(lab, {"force_encap": encap == "ours"})
         lab.charon.load(swan_ue_conf(lab, ike_p, esp_p, {"mh": dict(MH_CHILD), "t": dict(TUNNEL_CHILD)},
                                      vips="0.0.0.0,::", extra={"encap": encap == "swan"}))
@@ -90,8 +96,8 @@ def test_a_swan_ue_against_pdngw_daemon(tmp_path, auth, prop, encap):
         assert sa["state"] == "established" and sa["nai"] == UE_ID, sa
         # with force_encap our daemon's core keeps the fake address it hashed into NAT_DETECTION_SOURCE_IP as
         # its local address (shown by ``sas``; ESP does not use it): docs/interop.md
-        local = A4 if encap == "swan" else "192.0.2.254"
-        assert sa["udp_encap"] is True and sa["remote"] == f"{B4}:4500" and sa["local"] == f"{local}:4500", sa
+        local = lab.a if encap == "swan" else "192.0.2.254"
+        assert sa["udp_encap"] is True and sa["remote"] == _ep(lab.b, 4500) and sa["local"] == _ep(local, 4500), sa
         assert sa["nat_detected"] is True  # charon's fake NAT-D, or ours
         swan = lab.swan_sas()["ue"]
         assert swan["state"] == "ESTABLISHED"
@@ -166,15 +172,16 @@ SWAN_GW_CHILD = {"mode": "tunnel", "local_ts": f"{SWAN_INNER4}/32,{SWAN_CN6}/128
 
 def start_ue(lab: DaemonSwanLab, extra: dict | None = None) -> None:
     """Our UE daemon on side a; its radio veth-a (A4) has a default route via charon (B4)."""
-    lab.pair.run("a", ["ip", "route", "add", "default", "via", B4])
-    params = {"radios": {"veth-a": {"network": "wlan", "up": True}}, "pdngw_address": B4, "ue_id": UE_ID,
+    lab.pair.run("a", ["ip", "-6" if ":" in lab.b else "-4", "route", "add", "default", "via", lab.b])
+    params = {"radios": {"veth-a": {"network": "wlan", "up": True}}, "pdngw_address": lab.b, "ue_id": UE_ID,
               "pdngw_id": GW_ID, "pki": str(lab.trust_pki().root), "ipv4_hoa": True, "mh_child": False,
               "dpd_interval": 1.0, "retransmit_timeout": 0.5, "reattach": False, **(extra or {})}
     if lab.pki is None:
         params.update(auth="psk", psk=PSK)
     else:
         params.update(auth="cert", cert=str(lab.pki.cert("ue1")), key=str(lab.pki.key("ue1")))
-    lab.spawn("ue", "ue", params, {"pdngw": {"node": "gw", "kind": "pdngw", "ipv4": [B4]}})
+    lab.spawn("ue", "ue", params, {"pdngw": {"node": "gw", "kind": "pdngw",
+                                             "ipv6" if ":" in lab.b else "ipv4": [lab.b]}})
 
 
 def _attach_to_swan(lab: DaemonSwanLab, suite: str, encap: str = "swan") -> dict:
@@ -193,21 +200,22 @@ def _ue_tunnel(lab: DaemonSwanLab) -> tuple[dict, dict]:
     return sa, ch
 
 
-@pytest.mark.parametrize("auth,suite,encap", [("psk", "gcm", "swan"), ("rsa", "cbc", "swan"), ("ecdsa", "gcm", "swan"),
-                                              ("psk", "gcm", "ours")])
-def test_b_ue_daemon_against_swan_gw(tmp_path, auth, suite, encap):
-    with DaemonSwanLab(tmp_path, auth) as lab:
+@pytest.mark.parametrize("auth,suite,encap,outer", [
+    ("psk", "gcm", "swan", 4), ("rsa", "cbc", "swan", 4), ("ecdsa", "gcm", "swan", 4), ("psk", "gcm", "ours", 4),
+    ("ecdsa", "gcm", "swan", 6)])
+def test_b_ue_daemon_against_swan_gw(tmp_path, auth, suite, encap, outer):
+    with DaemonSwanLab(tmp_path, auth, outer6=outer == 6) as lab:
         res = _attach_to_swan(lab, suite, encap)
         hoa, hoa4 = res["hoa"]["ipv6"], res["hoa"]["ipv4"]
         # CP: the addresses come from charon's pools
         assert ipaddress.IPv6Address(hoa) in ipaddress.IPv6Network(POOL6), res
         assert ipaddress.IPv4Address(hoa4) in ipaddress.IPv4Network(POOL4), res
-        assert res["coa"] == A4 and res["pdngw"] == B4 and res["udp_encap"] is True, res
+        assert res["coa"] == lab.a and res["pdngw"] == lab.b and res["udp_encap"] is True, res
         sa, ch = _ue_tunnel(lab)
         swan = lab.swan_sas()["gw"]
         assert swan["state"] == "ESTABLISHED" and sa["state"] == "established"
         assert (swan["initiator-spi"], swan["responder-spi"]) == (sa["spi_i"], sa["spi_r"])
-        assert swan["remote-host"] == A4 and swan["remote-port"] == "4500" and sa["remote"] == f"{B4}:4500"
+        assert swan["remote-host"] == lab.a and swan["remote-port"] == "4500" and sa["remote"] == _ep(lab.b, 4500)
         assert set(swan["remote-vips"]) == {hoa, hoa4}, swan
         t = _swan_child(swan, "t")
         assert t["state"] == "INSTALLED" and t["mode"] == "TUNNEL" and t["encap"] == "yes", t
@@ -273,6 +281,43 @@ def test_c_ue_daemon_moves_swan_gw_follows(tmp_path, auth):
         assert d["deleted"] is True, d
         assert_daemon_capture_clean(lab, min_esp=12)
     assert {A4, A4_ALT} <= esp_sources(lab.pcap)
+
+
+def test_c_ue_daemon_moves_ipv6_to_ipv4(tmp_path):
+    """The radio loses its IPv6 address: MOBIKE moves the IKE SA and ESP-in-UDP from IPv6 to IPv4
+    (charon listens on both; UPDATE_SA_ADDRESSES arrives at its IPv4 address)."""
+    with DaemonSwanLab(tmp_path, "psk", outer6=True) as lab:
+        lab.pair.run("a", ["ip", "-4", "route", "add", "default", "via", B4])
+        ike_p, esp_p = UE_SUITES["gcm"]
+        lab.add_lo("b", SWAN_CN6)
+        lab.charon.load(swan_gw_conf(lab, ike_p, esp_p, {"t": dict(SWAN_GW_CHILD)},
+                                     extra={"local_addrs": f"{B6},{B4}"}))
+        start_ue(lab, {"pdngw_address": [B6, B4]})
+        res = lab.ctl("ue", 30).call("attach", timeout=30, radio="veth-a", wait=20)
+        assert res["state"] == "attached" and res["coa"] == A6 and res["pdngw"] == B6, res
+        hoa, hoa4 = res["hoa"]["ipv6"], res["hoa"]["ipv4"]
+        sa0, _ = _ue_tunnel(lab)
+        ok, out = lab.ping_ok("a", hoa, SWAN_CN6)
+        assert ok, out
+        lab.pair.run("a", ["ip", "-6", "addr", "del", f"{A6}/64", "dev", "veth-a"])
+        lab.wait(lambda: lab.swan_sas().get("gw", {}).get("remote-host") == A4, timeout=10,
+                 what="charon's IKE SA at our IPv4 address")
+
+        def agreed():
+            sa, ch = _ue_tunnel(lab)
+            swan = lab.swan_sas()["gw"]
+            return (child_spis(swan).get("t") == (int(ch["spi_out"], 16), int(ch["spi_in"], 16))
+                    and ch.get("peer") == f"{B4}:4500" and (sa, ch, swan))
+        sa, ch, swan = lab.wait(agreed, what="same SPIs on both sides, ESP to charon's IPv4 address")
+        assert sa["spi_i"] == sa0["spi_i"] and swan["local-host"] == B4 and swan["state"] == "ESTABLISHED", swan
+        st = lab.ctl("ue").call("status")
+        assert st["coa"] == A4 and st["pdngw"] == B4 and st["hoa"] == {"ipv4": hoa4, "ipv6": hoa}, st
+        for src, dst in ((hoa, SWAN_CN6), (hoa4, SWAN_INNER4)):
+            ok, out = lab.ping_ok("a", src, dst)
+            assert ok, out + lab.log("ue")[-2000:]
+        assert lab.ctl("ue").call("detach")["deleted"] is True
+        assert_daemon_capture_clean(lab, min_esp=12)
+    assert {A6, A4, B6, B4} <= esp_sources(lab.pcap)
 
 
 @pytest.mark.parametrize("auth", ["psk", "ecdsa"])
