@@ -537,6 +537,7 @@ def _swan(args: argparse.Namespace, res: dict) -> None:
             say(f"strongSwan: {res['throughput_mbps']['strongswan']:.0f} Mbit/s, "
                 f"RTT {res['rtt_ms']['strongswan']:.3f} ms")
             a.terminate("c")
+        _swan_cert(args, res, pair, Path(tmp))
         extra = "  init_limit_half_open = 0\n  ikesa_table_size = 1024\n"
         a = Charon(pair.name("a"), Path(tmp) / "a2", log_level=0, extra_conf=extra)
         b = Charon(pair.name("b"), Path(tmp) / "b2", log_level=0, extra_conf=extra + "  dos_protection = no\n")
@@ -569,6 +570,56 @@ def _swan(args: argparse.Namespace, res: dict) -> None:
             say(f"strongSwan: {count}/{n} in {elapsed:.3f} s = {count / elapsed:.0f}/s")
 
 
+def _swan_cert(args: argparse.Namespace, res: dict, pair: Any, tmp: Path) -> None:
+    """strongSwan attach with certificates both ways (RSA 2048 like our pdngw's run PKI), on the wire."""
+    from bench import strongswan as sw
+    from s2c.lab.strongswan import Charon, render
+    from s2c.pki import PkiPaths, issue, make_ca
+
+    pki = PkiPaths(tmp / "pki")
+    pki.root.mkdir(parents=True, exist_ok=True)
+    make_ca(pki, "rsa")
+    ids = {"a": "a.s2c.test", "b": "b.s2c.test"}
+    charons = {}
+    for side in ("a", "b"):
+        issue(pki, side, ids[side], key_type="rsa")
+        ch = Charon(pair.name(side), tmp / f"{side}c", log_level=0)
+        ch._write_conf()
+        shutil.copy(pki.cert(side), ch.workdir / "x509" / f"{side}.crt")
+        shutil.copy(pki.key(side), ch.workdir / "private" / f"{side}.key")
+        shutil.copy(pki.ca_cert, ch.workdir / "x509ca" / "ca.crt")
+        charons[side] = ch
+
+    def conf(side: str, other: str, local: str, remote: str, lts: str, rts: str) -> str:
+        return render({"connections": {"c": {
+            "local_addrs": local, "remote_addrs": remote, "encap": True, "version": 2,
+            "proposals": "aes128gcm16-prfsha256-x25519", "unique": "never",
+            "local": {"auth": "pubkey", "certs": f"{side}.crt", "id": ids[side]},
+            "remote": {"auth": "pubkey", "id": ids[other]},
+            "children": {"t": {"local_ts": lts, "remote_ts": rts, "esp_proposals": "aes128gcm16",
+                               "mode": "tunnel"}}}}})
+
+    a, b = charons["a"], charons["b"]
+    with a, b:
+        a.load(conf("a", "b", sw.A, sw.B, f"{sw.IN_A}/32", f"{sw.IN_B}/32"))
+        b.load(conf("b", "a", sw.B, sw.A, f"{sw.IN_B}/32", f"{sw.IN_A}/32"))
+        say(f"strongSwan: {args.runs} certificate (RSA 2048) attaches")
+        a.initiate(child="t")  # warm-up
+        a.terminate("c")
+        times = []
+        pcap = tmp / "swan-cert.pcap"
+        with Capture(pair.name("a"), "veth-a", pcap):
+            for _ in range(args.runs):
+                times.append(a.initiate(child="t") * 1000)
+                a.terminate("c")
+                time.sleep(0.05)
+        wire = wire_times(pcap)["child_sa_ms"]
+        res["attach"]["strongswan_cert"] = {
+            "wall_ms": median(times), "wire_child_sa_ms": median(wire), "runs": len(times),
+            "wall_ms_all": [round(x, 3) for x in times], "wire_child_sa_ms_all": [round(x, 3) for x in wire]}
+        say(f"strongSwan cert: on the wire {median(wire):.1f} ms; swanctl --initiate wall {median(times):.1f} ms")
+
+
 # ============================================================================ report
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -589,6 +640,7 @@ def figures(res: dict) -> dict:
         "attach_eap_aka_ms": g(at, "ours_eap_aka", "child_sa_ms"),
         "attach_psk_ms": g(at, "ours_psk", "child_sa_ms"),
         "attach_strongswan_psk_ms": g(at, "strongswan_psk", "wire_child_sa_ms"),
+        "attach_strongswan_cert_ms": g(at, "strongswan_cert", "wire_child_sa_ms"),
         "attach_eap_aka_wire_ms": g(at, "ours_eap_aka", "wire_child_sa_ms"),
         "attach_psk_wire_ms": g(at, "ours_psk", "wire_child_sa_ms"),
         "attach_eap_aka_wall_ms": g(at, "ours_eap_aka", "wall_ms"),
@@ -600,6 +652,7 @@ def figures(res: dict) -> dict:
     }
     f["ratio_attach_eap_aka"] = _ratio(f["attach_eap_aka_ms"], f["attach_strongswan_psk_ms"])
     f["ratio_attach_psk"] = _ratio(f["attach_psk_ms"], f["attach_strongswan_psk_ms"])
+    f["ratio_attach_eap_aka_vs_cert"] = _ratio(f["attach_eap_aka_ms"], f["attach_strongswan_cert_ms"])
     f["ratio_attach_eap_aka_wire"] = _ratio(f["attach_eap_aka_wire_ms"], f["attach_strongswan_psk_ms"])
     f["ratio_attach_psk_wire"] = _ratio(f["attach_psk_wire_ms"], f["attach_strongswan_psk_ms"])
     f["ratio_attach_eap_aka_wall"] = _ratio(f["attach_eap_aka_wall_ms"], f["attach_strongswan_psk_wall_ms"])
@@ -623,6 +676,8 @@ def table(res: dict) -> str:
              "  attach, IKE_SA_INIT -> CHILD SA, ms (median):",
              row("  EAP-AKA via S6b (UE daemon) vs PSK (wire)", f["attach_eap_aka_ms"],
                  f["attach_strongswan_psk_ms"], f["ratio_attach_eap_aka"], "ratio <= 1", ".1f"),
+             row("  EAP-AKA via S6b (UE daemon) vs cert (wire)", f["attach_eap_aka_ms"],
+                 f["attach_strongswan_cert_ms"], f["ratio_attach_eap_aka_vs_cert"], "", ".1f"),
              row("  PSK (UE daemon) vs PSK (wire)", f["attach_psk_ms"], f["attach_strongswan_psk_ms"],
                  f["ratio_attach_psk"], "", ".1f"),
              row("  EAP-AKA via S6b, both on the wire", f["attach_eap_aka_wire_ms"], f["attach_strongswan_psk_ms"],

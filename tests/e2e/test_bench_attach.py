@@ -35,7 +35,8 @@ def test_bench_attach_quick_json():
     res = json.loads(r.stdout)
     assert ".." in r.stderr  # progress lines go to stderr in --json mode
     f = res["figures"]
-    for key in ("attach_eap_aka_ms", "attach_psk_ms", "attach_strongswan_psk_ms", "attach_eap_aka_wire_ms",
+    for key in ("attach_eap_aka_ms", "attach_psk_ms", "attach_strongswan_psk_ms", "attach_strongswan_cert_ms",
+                "attach_eap_aka_wire_ms",
                 "attach_psk_wire_ms", "throughput_ours_mbps", "throughput_strongswan_mbps", "throughput_veth_mbps",
                 "rtt_ours_ms", "rtt_strongswan_ms", "rtt_veth_ms", "setups_ours_per_s", "setups_strongswan_per_s",
                 "ratio_attach_eap_aka", "ratio_attach_psk", "ratio_throughput", "ratio_rtt", "ratio_setups"):
