@@ -1433,7 +1433,11 @@ class IkeSa:
         if ch is not None and offer.rekey_of is not None:
             old = offer.rekey_of
             old.rekeyed = True
-            self.delete_child(old.spi_in, now)
+            # a known collision we lose (our new SA has the lowest nonce): the old SA is the winner's to
+            # delete; deleting it too made strongSwan drop its new SA as well, leaving none (RFC 7296 §2.8.1)
+            peer_x = [x for x in old.rekey_exchanges if not x[3]]
+            if not (peer_x and min(offer.nonce, nonce.data) < min(peer_x[0][0], peer_x[0][1])):
+                self.delete_child(old.spi_in, now)
             self._note_rekey(old, offer.nonce, nonce.data, ch, True, now)
 
     def delete_child(self, spi_in: int, now: float) -> None:
