@@ -28,6 +28,19 @@ def _current(drv) -> dict:
     return cur
 
 
+def _live(drv) -> dict:
+    """CHILD SAs our side still has, by inbound SPI (established/rekeyed minus deleted)."""
+    live = {}
+    for e in drv.events:
+        if e["event"] == "ChildSaEstablished":
+            live[e["spi_in"]] = e
+        elif e["event"] == "ChildSaRekeyed":
+            live[e["new"]["spi_in"]] = e["new"]
+        elif e["event"] == "ChildSaDeleted":
+            live.pop(e["spi_in"], None)
+    return live
+
+
 def _check(lab, drv, ike_name, ping) -> None:
     drv.settle(0.3)
     sa = lab.swan_sas()[ike_name]
@@ -148,14 +161,7 @@ def test_simultaneous_rekey_with_swan(tmp_path, what, role):
         assert sa["state"] == "ESTABLISHED"
         if what == "child":
             assert len(child_spis(sa)) == 1 and len([v for v in sa["child-sas"].values() if isinstance(v, dict)]) == 1, sa
-        live = {}
-        for e in ue.events:
-            if e["event"] == "ChildSaEstablished":
-                live[e["spi_in"]] = e
-            elif e["event"] == "ChildSaRekeyed":
-                live[e["new"]["spi_in"]] = e["new"]
-            elif e["event"] == "ChildSaDeleted":
-                live.pop(e["spi_in"], None)
+        live = _live(ue)
         assert len(live) == 1, (ue.names(), live)
         (cur,) = live.values()
         assert child_spis(sa)["t"] == (cur["spi_out"], cur["spi_in"])
@@ -213,8 +219,10 @@ def test_rekey_collision_peer_request_first(tmp_path, role, what):
         assert sa["state"] == "ESTABLISHED"
         ike_spis = [(e["spi_i"], e["spi_r"]) for e in drv.events if e["event"] in ("IkeSaEstablished", "IkeSaRekeyed")]
         assert (sa["initiator-spi"], sa["responder-spi"]) == ike_spis[-1], (ike_spis, sa)
-        cur = _current(drv)
+        live = _live(drv)
         assert len([v for v in sa["child-sas"].values() if isinstance(v, dict)]) == 1, sa
+        assert len(live) == 1, (drv.names(), live)
+        (cur,) = live.values()
         assert child_spis(sa)["t"] == (cur["spi_out"], cur["spi_in"]), (sa, cur)
         drv.cmd("liveness_check")
         drv.settle(2.0)

@@ -98,3 +98,34 @@ def test_simultaneous_ike_rekey_keeps_both_sides_on_one_working_sa():
     p.run_until(p.clock.now + 40)
     assert not any(isinstance(e, (ev.PeerDead, ev.IkeSaDeleted)) for e in p.ue_events + p.gw_events)
     assert ue_sa.ctx.pending is None
+
+
+@pytest.mark.parametrize("seed", range(1, 7))
+def test_child_rekey_collision_loser_leaves_the_old_sa_to_the_winner(seed):
+    """Simultaneous CHILD SA rekey, each side sees the other's request before its own answer. Only the
+    creator of the surviving SA deletes the old one; the loser deletes just its redundant new SA
+    (RFC 7296 §2.8.1). charon treats a Delete of the SA it is rekeying as a rekey/delete collision and
+    drops its own new SA, so a loser that also deleted the old SA left no CHILD SA at all."""
+    p = make_pair(ue_config(), gw_config(), seed=seed)
+    p.ue.initiate(p.clock.now)
+    p.pump()
+    ue_sa, gw_sa = p.ue.sa, p.gw.sa(1)
+    old_ue, old_gw = ue_sa.children[0], gw_sa.children[0]
+    deleted: dict[str, list[int]] = {"ue": [], "gw": []}
+    for name, sa in (("ue", ue_sa), ("gw", gw_sa)):
+        orig = sa.delete_child
+
+        def spy(spi_in, now, _orig=orig, _name=name):
+            deleted[_name].append(spi_in)
+            return _orig(spi_in, now)
+        sa.delete_child = spy
+    p.ue.rekey_child(old_ue.spi_in, p.clock.now)
+    p.gw.rekey_child(1, old_gw.spi_in, p.clock.now)
+    p.pump()
+    p.run_until(p.clock.now + 40)
+    olds = [old_ue.spi_in in deleted["ue"], old_gw.spi_in in deleted["gw"]]
+    assert olds.count(True) == 1, (deleted, olds)          # only the winner deletes the old SA
+    assert len(deleted["ue"]) + len(deleted["gw"]) == 2     # plus the loser's redundant new SA
+    ue_live = [(c.spi_in, c.spi_out) for c in ue_sa.children]
+    gw_live = [(c.spi_out, c.spi_in) for c in gw_sa.children]
+    assert ue_live == gw_live and len(ue_live) == 1
