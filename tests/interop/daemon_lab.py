@@ -38,7 +38,7 @@ class DaemonSwanLab(SwanLab):
 
     def __init__(self, tmp: Path, auth: str = "psk", **kw) -> None:
         super().__init__(tmp, auth, **kw)
-        self.prefix = f"s2ct-di-{os.getpid() % 1000}{next(_seq)}"
+        self.prefix = f"s2ct-di-{os.getpid()}-{next(_seq)}"  # unique across concurrent pytest runs
         # control sockets need a short path (sun_path); pytest's tmp_path may be too long
         self.sockdir = Path(tempfile.mkdtemp(prefix="s2ct-di-"))
         self.procs: dict[str, subprocess.Popen] = {}
