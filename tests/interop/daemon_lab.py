@@ -198,3 +198,15 @@ def esp_sources(pcap: Path) -> set[str]:
     out = subprocess.run(["tshark", "-n", "-r", str(pcap), "-Y", "esp", "-T", "fields", "-e", "ip.src", "-e", "ipv6.src"],
                          capture_output=True, text=True, timeout=60).stdout
     return set(out.split())
+
+
+def ike_fields(lab: DaemonSwanLab, display_filter: str, fields: list[str]) -> list[list[str]]:
+    """Fields of the (decrypted) IKE messages in the stopped capture, one row per frame."""
+    home = lab.tmp / "wireshark-home"
+    tshark_daemon_report(lab.pcap, lab.keys, home)  # writes the key tables into home
+    res = subprocess.run(["tshark", "-n", "-r", str(lab.pcap), "-Y", display_filter, "-T", "fields",
+                          *[a for f in fields for a in ("-e", f)]],
+                         capture_output=True, text=True, env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    return [line.split("\t") for line in res.stdout.splitlines() if line.strip()]

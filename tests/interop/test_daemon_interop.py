@@ -25,7 +25,7 @@ import re
 import pytest
 
 from daemon_lab import (
-    CN4, CN6, DI_HA, HOME_PREFIX, IPV4_POOL, SWAN_CN6, DaemonSwanLab, assert_daemon_capture_clean, esp_sources,
+    CN4, CN6, DI_HA, HOME_PREFIX, IPV4_POOL, SWAN_CN6, DaemonSwanLab, assert_daemon_capture_clean, esp_sources, ike_fields,
 )
 from test_ike_lab import (
     A4, A4_ALT, A6, B4, B4_ALT, B6, GW_ID, POOL4, POOL6, PROPOSALS, PSK, SWAN_INNER4, UE_ID, child_spis, swan_gw_conf,
@@ -158,6 +158,13 @@ def test_a_swan_ue_against_pdngw_daemon(tmp_path, auth, prop, encap, outer):
         # (d) tshark: clean, everything decrypted with the daemon's own key files
         rep = assert_daemon_capture_clean(lab, min_esp=12)
         assert rep["esp_icmp"] == rep["esp"], rep
+        # on the wire (decrypted with our keys): the MH SA's SPIs in IKE_AUTH are the ones our daemon
+        # installed (charon's inbound SPI in the request, ours in the response), charon deletes its own
+        auth = ike_fields(lab, "isakmp.exchangetype == 35", ["isakmp.flag_r", "isakmp.spi"])
+        spis = {flag: {v.lower().removeprefix("0x") for v in spi.split(",") if v} for flag, spi in auth}
+        assert spis.get("0") == {mh_out} and spis.get("1") == {mh_in}, auth
+        deletes = ike_fields(lab, "isakmp.delete.spi", ["isakmp.delete.spi"])
+        assert [mh_out] == [d[0].lower().removeprefix("0x") for d in deletes][:1], deletes
 
 
 # ---------------------------------------------------------------------------------------------- (b)
