@@ -98,8 +98,10 @@ class Capture:
     first IKE_SA_INIT request to the last IKE_AUTH response (the one carrying the CHILD SA)."""
 
     def __init__(self, netns: str, iface: str, path: Path) -> None:
-        self.argv = ["nsenter", f"--net=/run/netns/{netns}", "tcpdump", "-Z", "root", "--immediate-mode", "-i", iface, "-n", "-U", "-s", "256",
-                     "-w", str(path), "udp port 500 or udp port 4500"]
+        # --immediate-mode: without it packets reach tcpdump in ~1 s blocks and a prompt stop loses them;
+        # -Z root: the capture file lives in our private temporary folder
+        self.argv = ["nsenter", f"--net=/run/netns/{netns}", "tcpdump", "-Z", "root", "--immediate-mode", "-i", iface,
+                     "-n", "-U", "-s", "256", "-w", str(path), "udp port 500 or udp port 4500"]
         self.path = path
         self.proc: subprocess.Popen | None = None
 
