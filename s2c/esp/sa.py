@@ -44,6 +44,7 @@ _M32 = 0xFFFFFFFF
 # every GCM SA (building it per SA cost ~1 ms per CHILD SA install)
 _GCM_TRAILERS: tuple[bytes, ...] = tuple(trailer(r, nh, 4) for r in range(4) for nh in range(256))
 
+
 class EncrAlg(enum.IntEnum):
     """IKEv2 Transform Type 1 (Encryption Algorithm) IDs, IANA registry (RFC 7296 §3.3.2)."""
 
