@@ -250,6 +250,26 @@ def test_b_ue_daemon_against_swan_gw(tmp_path, auth, suite, encap, outer):
         assert rep["esp_icmp"] == rep["esp"], rep
 
 
+def test_b_ue_daemon_mh_child_refused_by_swan_gw(tmp_path):
+    """Default ``mh_child``: the UE asks for the MH transport SA in IKE_AUTH; charon (kernel-libipsec:
+    tunnel mode only) refuses it, the attach fails cleanly with charon's notify and no SA is left."""
+    with DaemonSwanLab(tmp_path, "psk") as lab:
+        ike_p, esp_p = UE_SUITES["gcm"]
+        # charon's HA on lo (an IPv6 address: ``dynamic`` would be its IPv4 IKE address)
+        lab.add_lo("b", SWAN_CN6)
+        mh = {"mode": "transport_proxy", "local_ts": f"{SWAN_CN6}/128[135]", "remote_ts": "dynamic[135]"}
+        lab.charon.load(swan_gw_conf(lab, ike_p, esp_p, {"mh": mh, "t": dict(SWAN_GW_CHILD)}))
+        start_ue(lab, {"mh_child": True})
+        res = lab.ctl("ue", 30).call("attach", timeout=30, radio="veth-a", wait=10)
+        assert res["state"] == "detached" and res["reason"] == "NO_PROPOSAL_CHOSEN", res
+        assert "IPsec SA: unsupported mode" in lab.charon_log()
+        lab.wait(lambda: lab.swan_sas() == {}, what="charon's IKE SA deleted by the UE")
+        assert lab.ctl("ue").call("sas") == []
+        c = lab.ctl("ue").call("counters")
+        assert c.get("ike_internal_errors", 0) == 0 and c.get("event_errors", 0) == 0, c
+        assert_daemon_capture_clean(lab, min_esp=0)
+
+
 # ---------------------------------------------------------------------------------------------- (c)
 
 @pytest.mark.parametrize("auth", ["psk", "rsa"])
