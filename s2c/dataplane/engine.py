@@ -30,10 +30,39 @@ from s2c.esp.spd import Policy, PolicyAction, Sad, Selector, Spd
 BATCH = 256
 RCVBUF = 4 << 20
 _SPI = struct.Struct("!I")
+# UDP GSO/GRO (Linux >= 5.0): the tx loop hands runs of equal-sized ESP datagrams to the kernel as one
+# sendmsg with UDP_SEGMENT; the rx socket sets UDP_GRO so such a run (or packets the kernel coalesced)
+# arrives as one buffer plus the segment size. On the wire they are ordinary, separate datagrams.
+SOL_UDP = 17
+UDP_SEGMENT = 103
+UDP_GRO = 104
+GSO_MAX_SEGS = 64
+GSO_MAX_BYTES = 65000
+_U16 = struct.Struct("=H")
+_I32 = struct.Struct("=i")
+_GRO_CMSG = socket.CMSG_SPACE(4)
+# With an IFF_VNET_HDR TUN the rx loop coalesces consecutive in-order segments of one TCP flow (same
+# headers but the sequence number, like the kernel's GRO) and writes them as one GSO packet: struct
+# virtio_net_hdr {flags, gso_type, hdr_len, gso_size, csum_start, csum_offset}, native byte order.
+_VNET = struct.Struct("=BBHHHH")
+_VNET_PLAIN = bytes(10)
+VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
+VIRTIO_NET_HDR_GSO_TCPV4 = 1
+VIRTIO_NET_HDR_GSO_TCPV6 = 4
+COALESCE_MAX = 62000  # bytes of TCP payload in one GSO write (IPv4 total length is 16 bits)
+_TCP_SEQ = struct.Struct("!I")
+_U16BE = struct.Struct("!H")
 
 
-def make_rng():
-    return os.urandom
+def _fold(x: int) -> int:
+    while x >> 16:
+        x = (x & 0xFFFF) + (x >> 16)
+    return x
+
+
+def _ipv4_csum(hdr: bytes) -> int:
+    return ~_fold(sum(struct.unpack("!10H", hdr))) & 0xFFFF
+
 
 
 class Engine:
@@ -67,17 +96,40 @@ class Engine:
         self._rekey_reported: set[int] = set()
         self._routes: dict[int, tuple[Any, tuple[str, int]]] = {}
         self.in_spd: dict[int, Spd[bool]] = {}  # inbound SPI -> selectors its inner packets must match
+        # cleared if the kernel refuses UDP_SEGMENT; S2C_ESP_GSO=0 turns it off (a capture on a veth
+        # shows a GSO run as one frame: the kernel segments it only on a real NIC or at the receiver)
+        self.gso = os.environ.get("S2C_ESP_GSO", "1") != "0"
+        self._pend: list[bytes] = []  # ESP datagrams of one GSO run: same route, same size (last may be shorter)
+        self._pend_route: Any = None
+        self._pend_size = 0
+        self._pend_bytes = 0
+        self.vnet = False  # TUN opened with IFF_VNET_HDR (detected in run())
+        self._run: list[bytes] = []  # coalescing run: first whole packet, then TCP payloads
+        self._run_key = b""
+        self._run_seq = 0
+        self._run_mss = 0
+        self._run_len = 0
+        self._run_hl = 0
+        self._run_psh = 0
 
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
         ep = select.epoll()
         handlers: dict[int, Any] = {self.ctrl.fileno(): self._on_ctrl}
+        if self.tun_fd >= 0:
+            from s2c.dataplane.tun import tun_has_vnet_hdr
+
+            self.vnet = tun_has_vnet_hdr(self.tun_fd)
         if self.role in ("tx", "both") and self.tun_fd >= 0:
             os.set_blocking(self.tun_fd, False)
             handlers[self.tun_fd] = self._on_tun
         if self.role in ("rx", "both"):
             for s in (self.udp4, self.udp6):
                 if s is not None:
+                    try:
+                        s.setsockopt(SOL_UDP, UDP_GRO, 1)
+                    except OSError:
+                        pass
                     handlers[s.fileno()] = lambda s=s: self._on_udp(s)
             for s, v in ((self.raw4, 4), (self.raw6, 6)):
                 if s is not None:
@@ -102,6 +154,7 @@ class Engine:
         lookup = self.spd.lookup_packet
         send = self._send_esp
         protect = PolicyAction.PROTECT
+        vnet = self.vnet
         n = dropped = 0
         try:
             for _ in range(BATCH):
@@ -110,6 +163,8 @@ class Engine:
                 except BlockingIOError:
                     return
                 n += 1
+                if vnet:
+                    pkt = pkt[10:]  # our offloads are off: the header is all zero
                 pol = lookup(pkt)
                 if pol is None or pol.action is not protect or pol.sa is None:
                     dropped += 1
@@ -118,6 +173,8 @@ class Engine:
         except OSError:
             self.stats["tun_read_errors"] += 1
         finally:
+            if self._pend:
+                self._flush()
             self.stats["tun_rx"] += n
             if dropped:
                 self.stats["no_policy"] += dropped
@@ -133,7 +190,7 @@ class Engine:
             addr = (sa.remote, 0)
         if sock is None:
             raise ValueError(f"no {'IPv6' if v6 else 'IPv4'} {'UDP' if sa.udp_encap else 'raw ESP'} socket")
-        return sock.sendto, addr
+        return sock.sendto, addr, sock if sa.udp_encap else None
 
     def _send_esp(self, sa: EspSa, payload: bytes, next_header: int | None) -> None:
         try:
@@ -145,11 +202,55 @@ class Engine:
         if sa.rekey_needed and sa.spi not in self._rekey_reported:
             self._report_rekey(sa)
         try:
-            sendto, addr = self._routes[sa.spi]
-            sendto(esp, addr)
-            self.stats["esp_tx"] += 1
-        except (OSError, KeyError):
+            route = self._routes[sa.spi]
+        except KeyError:
             self.stats["send_errors"] += 1
+            return
+        if route[2] and self.gso:
+            # queue for one UDP_SEGMENT sendmsg; a shorter datagram ends the run (it may be its last)
+            n = len(esp)
+            pend = self._pend
+            if pend and (route is not self._pend_route or n > self._pend_size
+                         or self._pend_bytes + n > GSO_MAX_BYTES or len(pend) >= GSO_MAX_SEGS):
+                self._flush()
+            if not pend:
+                self._pend_route, self._pend_size = route, n
+            pend.append(esp)
+            self._pend_bytes += n
+            if n < self._pend_size:
+                self._flush()
+            return
+        try:
+            route[0](esp, route[1])
+            self.stats["esp_tx"] += 1
+        except OSError:
+            self.stats["send_errors"] += 1
+
+    def _flush(self) -> None:
+        """Send the pending GSO run: one datagram as is, several as one UDP_SEGMENT sendmsg."""
+        pend = self._pend
+        sock, addr = self._pend_route[2], self._pend_route[1]
+        k = len(pend)
+        try:
+            if k == 1:
+                sock.sendto(pend[0], addr)
+            else:
+                sock.sendmsg([b"".join(pend)], [(SOL_UDP, UDP_SEGMENT, _U16.pack(self._pend_size))], 0, addr)
+                self.stats["gso_sends"] += 1
+            self.stats["esp_tx"] += k
+        except OSError as e:
+            if k > 1 and e.errno in (errno.EINVAL, errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP):
+                self.gso = False  # no UDP GSO here: plain sendto from now on
+                for esp in pend:
+                    try:
+                        sock.sendto(esp, addr)
+                        self.stats["esp_tx"] += 1
+                    except OSError:
+                        self.stats["send_errors"] += 1
+            else:
+                self.stats["send_errors"] += k
+        pend.clear()
+        self._pend_bytes = 0
 
     def _report_rekey(self, sa: EspSa) -> None:
         self._rekey_reported.add(sa.spi)
@@ -157,24 +258,42 @@ class Engine:
 
     # ------------------------------------------------------------------ inbound
     def _on_udp(self, sock: socket.socket) -> None:
-        recv = sock.recvfrom_into
+        recv = sock.recvmsg_into
+        bufs = [self._buf]
         mv = self._mv
         st = self.stats
+        esp_in = self._esp_in
+        try:
+            self._udp_batch(recv, bufs, mv, st, esp_in)
+        finally:
+            if self._run:
+                self._tun_flush()
+
+    def _udp_batch(self, recv: Any, bufs: list, mv: memoryview, st: Counter, esp_in: Any) -> None:
         for _ in range(BATCH):
             try:
-                n, addr = recv(self._buf, 65536, socket.MSG_DONTWAIT)
+                n, anc, _flags, addr = recv(bufs, _GRO_CMSG, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 return
             except OSError:
                 st["sock_errors"] += 1
                 return
-            if n >= 4 and mv[:4] == NON_ESP_MARKER:
-                st["ike_rx"] += 1
-                self._up(("ike", bytes(mv[4:n]), addr[:2]))
-            elif n == 1 and mv[0] == 0xFF:
-                st["nat_keepalive_rx"] += 1
-            else:
-                self._esp_in(mv[:n], addr[0], addr[1])
+            seg = n
+            if anc:
+                for level, typ, data in anc:
+                    if level == SOL_UDP and typ == UDP_GRO and len(data) >= 4:
+                        seg = _I32.unpack_from(data)[0] or n
+                if seg < n:
+                    st["gro_rx"] += 1
+            for off in range(0, n, seg) if seg < n else (0,):
+                end = min(off + seg, n)
+                if end - off >= 4 and mv[off:off + 4] == NON_ESP_MARKER:
+                    st["ike_rx"] += 1
+                    self._up(("ike", bytes(mv[off + 4:end]), addr[:2]))
+                elif end - off == 1 and mv[off] == 0xFF:
+                    st["nat_keepalive_rx"] += 1
+                else:
+                    esp_in(mv[off:end], addr[0], addr[1])
 
     def _on_raw(self, sock: socket.socket, version: int) -> None:
         recv = sock.recvfrom_into
@@ -193,6 +312,8 @@ class Engine:
                 st["malformed"] += 1
                 continue
             self._esp_in(mv[off:n], addr[0], 0)
+            if self._run:
+                self._tun_flush()  # one datagram per read here: no batch to coalesce
 
     def _esp_in(self, esp: memoryview, src: str, sport: int) -> None:
         st = self.stats
@@ -222,6 +343,9 @@ class Engine:
                 # RFC 4301 §5.2: the inner packet must match the SA's (inbound) traffic selectors
                 st["inbound_policy_drops"] += 1
                 return
+            if self.vnet:
+                self._tun_put(payload)
+                return
             try:
                 os.write(self.tun_fd, payload)
                 st["tun_tx"] += 1
@@ -232,6 +356,93 @@ class Engine:
         else:
             st["transport_rx"] += 1
             self._up(("transport", spi, nh, payload, src))
+
+    # ------------------------------------------------------------------ TUN writes (IFF_VNET_HDR)
+    def _tun_put(self, pkt: bytes) -> None:
+        """Queue one decrypted packet: extend the TCP run if it continues it, else flush and restart."""
+        n = len(pkt)
+        v = pkt[0] >> 4 if n else 0
+        if v == 4 and n >= 40 and pkt[0] == 0x45 and pkt[9] == 6 and not (pkt[6] & 0x3F or pkt[7]):
+            hl = 20
+        elif v == 6 and n >= 60 and pkt[6] == 6:
+            hl = 40
+        else:
+            hl = 0
+        if hl:
+            thl = (pkt[hl + 12] >> 4) * 4
+            flags = pkt[hl + 13]
+            plen = n - hl - thl
+            if thl < 20 or plen <= 0 or (flags & 0xF7) != 0x10:  # only ACK (+PSH) segments with data
+                hl = 0
+        if not hl:
+            if self._run:
+                self._tun_flush()
+            self._tun_write(_VNET_PLAIN + pkt if type(pkt) is bytes else _VNET_PLAIN + bytes(pkt))
+            return
+        # key: IP header without length/ID/checksum, ports, ack, header length/flags (minus PSH),
+        # window, urgent pointer and options: everything but the sequence number must match
+        if hl == 20:
+            key = b"".join((pkt[1:2], pkt[6:10], pkt[12:24], pkt[28:33], bytes((flags & 0x10,)),
+                            pkt[34:36], pkt[38:hl + thl]))
+        else:
+            key = b"".join((pkt[0:4], pkt[6:44], pkt[48:53], bytes((flags & 0x10,)), pkt[54:56], pkt[58:hl + thl]))
+        seq = _TCP_SEQ.unpack_from(pkt, hl + 4)[0]
+        run = self._run
+        if run and (key != self._run_key or seq != self._run_seq or plen > self._run_mss
+                    or self._run_len + plen > COALESCE_MAX):
+            self._tun_flush()
+        if not run:
+            self._run_key, self._run_mss, self._run_hl, self._run_len = key, plen, hl, plen
+            run.append(pkt)
+        else:
+            run.append(pkt[hl + thl:])
+            self._run_len += plen
+        self._run_seq = (seq + plen) & 0xFFFFFFFF
+        self._run_psh = flags & 0x08
+        if plen < self._run_mss or flags & 0x08:  # a short or PSH segment ends the run
+            self._tun_flush()
+
+    def _tun_flush(self) -> None:
+        run = self._run
+        first = run[0]
+        k = len(run)
+        if k == 1:
+            self._tun_write(_VNET_PLAIN + first)
+            run.clear()
+            return
+        hl = self._run_hl
+        thl = (first[hl + 12] >> 4) * 4
+        tcp_len = thl + self._run_len
+        th = bytearray(first[hl:hl + thl])
+        th[13] = (th[13] & 0xF7) | self._run_psh  # PSH as on the last segment
+        if hl == 20:
+            ip = bytearray(first[:20])
+            ip[2:4] = _U16BE.pack(20 + tcp_len)
+            ip[10:12] = b"\0\0"
+            ip[10:12] = _U16BE.pack(_ipv4_csum(bytes(ip)))
+            pseudo = sum(struct.unpack("!4H", ip[12:20])) + 6 + tcp_len
+            gso = VIRTIO_NET_HDR_GSO_TCPV4
+        else:
+            ip = bytearray(first[:40])
+            ip[4:6] = _U16BE.pack(tcp_len)
+            pseudo = sum(struct.unpack("!16H", ip[8:40])) + 6 + tcp_len
+            gso = VIRTIO_NET_HDR_GSO_TCPV6
+        # CHECKSUM_PARTIAL: the check field holds the folded pseudo-header sum; the kernel finishes it
+        # only if the packet leaves (segmentation); local TCP trusts it (the ESP ICV covered the data)
+        th[16:18] = _U16BE.pack(_fold(pseudo))
+        vh = _VNET.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, gso, hl + thl, self._run_mss, hl, 16)
+        run[0] = first[hl + thl:]
+        data = b"".join((vh, ip, th, *run))
+        run.clear()
+        self.stats["tun_gso_writes"] += 1
+        self._tun_write(data, k)
+
+    def _tun_write(self, data: bytes, k: int = 1) -> None:
+        try:
+            os.write(self.tun_fd, data)
+            self.stats["tun_tx"] += k
+        except OSError:
+            self.stats["tun_write_errors"] += k
 
     # ------------------------------------------------------------------ control
     def _up(self, msg: tuple) -> None:
@@ -324,6 +535,8 @@ class Engine:
             self.stats["no_transport_policy"] += 1
             return False
         self._send_esp(pol.sa, payload, next_header)
+        if self._pend:
+            self._flush()
         return True
 
     def cmd_stats(self) -> dict:
@@ -338,3 +551,4 @@ class Engine:
 
     def cmd_stop(self) -> None:
         self.running = False
+

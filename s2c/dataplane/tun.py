@@ -17,6 +17,9 @@ TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 IFF_MULTI_QUEUE = 0x0100
+IFF_VNET_HDR = 0x4000  # every read/write starts with a struct virtio_net_hdr (10 bytes): GSO writes
+TUNGETIFF = 0x800454D2
+VNET_HDR_LEN = 10
 IFNAMSIZ = 16
 
 
@@ -43,8 +46,19 @@ def _netlink(fn: Callable[[], Any]) -> Any:
     return box.get("value")
 
 
+def tun_has_vnet_hdr(fd: int) -> bool:
+    """True if the TUN file descriptor was opened with IFF_VNET_HDR (TUNGETIFF)."""
+    try:
+        ifr = fcntl.ioctl(fd, TUNGETIFF, bytes(40))
+    except OSError:
+        return False
+    return bool(struct.unpack_from("H", ifr, 16)[0] & IFF_VNET_HDR)
+
+
 class TunDevice:
-    """A layer-3 TUN interface (IFF_TUN | IFF_NO_PI): every read/write is one raw IPv4/IPv6 packet."""
+    """A layer-3 TUN interface (IFF_TUN | IFF_NO_PI): every read/write is one raw IPv4/IPv6 packet,
+    preceded by a 10-byte struct virtio_net_hdr if ``vnet_hdr`` (the default: the data plane writes
+    coalesced TCP segments as one GSO packet; no offloads are enabled, so reads carry a zero header)."""
 
     def __init__(
         self,
@@ -54,13 +68,15 @@ class TunDevice:
         addresses: Iterable[str] = (),
         queues: int = 1,
         up: bool = True,
+        vnet_hdr: bool = True,
     ) -> None:
         if not 0 < len(name.encode()) < IFNAMSIZ:
             raise ValueError(f"bad interface name {name!r}")
         self.name = name
         self.mtu = mtu
         self.queues = queues
-        flags = IFF_TUN | IFF_NO_PI | (IFF_MULTI_QUEUE if queues > 1 else 0)
+        self.vnet_hdr = vnet_hdr
+        flags = IFF_TUN | IFF_NO_PI | (IFF_MULTI_QUEUE if queues > 1 else 0) | (IFF_VNET_HDR if vnet_hdr else 0)
         self.fds: list[int] = []
         try:
             for _ in range(queues):
