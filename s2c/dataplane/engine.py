@@ -296,6 +296,13 @@ class Engine:
                     esp_in(mv[off:end], addr[0], addr[1])
 
     def _on_raw(self, sock: socket.socket, version: int) -> None:
+        try:
+            self._raw_batch(sock, version)
+        finally:
+            if self._run:
+                self._tun_flush()
+
+    def _raw_batch(self, sock: socket.socket, version: int) -> None:
         recv = sock.recvfrom_into
         mv = self._mv
         st = self.stats
@@ -312,8 +319,6 @@ class Engine:
                 st["malformed"] += 1
                 continue
             self._esp_in(mv[off:n], addr[0], 0)
-            if self._run:
-                self._tun_flush()  # one datagram per read here: no batch to coalesce
 
     def _esp_in(self, esp: memoryview, src: str, sport: int) -> None:
         st = self.stats
