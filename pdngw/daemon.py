@@ -167,6 +167,7 @@ class PdnGwDaemon(NodeDaemon):
         self._auth: dict[int, dict[str, Any]] = {}  # sa_id -> {imsi, result, started}
         self.failures: list[dict[str, Any]] = []
         self.started_at = time.time()
+        self._profile: tuple[Any, str] | None = None
 
     def _own_address_in(self, prefix: str) -> str | None:
         net = ipaddress.ip_network(prefix, strict=False)
@@ -180,6 +181,12 @@ class PdnGwDaemon(NodeDaemon):
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        prof = os.environ.get("S2C_PDNGW_PROFILE")  # debugging aid: cProfile the daemon's loop into this file
+        if prof:
+            import cProfile
+
+            self._profile = (cProfile.Profile(), prof)
+            self._profile[0].enable()
         paths = ensure_pki(pki_dir_of(self.config), self.fqdn)
         key = serialization.load_pem_private_key(paths.key("pdngw").read_bytes(), None)
         cert = x509.load_pem_x509_certificate(paths.cert("pdngw").read_bytes())
@@ -241,6 +248,10 @@ class PdnGwDaemon(NodeDaemon):
             except Exception:  # noqa: BLE001
                 self.log.exception("data plane stop")
             self.dp = None
+        if self._profile is not None:
+            self._profile[0].disable()
+            self._profile[0].dump_stats(self._profile[1])
+            self._profile = None
 
     # -- Diameter S6b -------------------------------------------------------------------------------
     def _identity(self) -> LocalIdentity:
