@@ -21,11 +21,11 @@ import select
 import socket
 import struct
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
 
 from s2c.codec.esp import NON_ESP_MARKER, EspError, IpProto, UnknownSpi
 from s2c.esp.sa import Direction, EspSa, Mode
-from s2c.esp.spd import Policy, PolicyAction, Sad, Selector, Spd
+from s2c.esp.spd import Policy, PolicyAction, Sad, Selector, Spd, selectors_from_ts
 
 BATCH = 256
 RCVBUF = 4 << 20
@@ -63,6 +63,24 @@ def _fold(x: int) -> int:
 def _ipv4_csum(hdr: bytes) -> int:
     return ~_fold(sum(struct.unpack("!10H", hdr))) & 0xFFFF
 
+
+
+class _Ts(NamedTuple):
+    """An IKE traffic selector as sent over the control socket (the attributes selectors_from_ts reads)."""
+
+    start_addr: Any
+    end_addr: Any
+    ip_protocol: int
+    start_port: int
+    end_port: int
+
+
+def _sel_dict(s: Selector) -> dict[str, Any]:
+    return {"src": s.src, "dst": s.dst, "proto": s.proto, "sport": s.sport, "dport": s.dport}
+
+
+def make_rng():
+    return os.urandom
 
 
 class Engine:
@@ -556,4 +574,31 @@ class Engine:
 
     def cmd_stop(self) -> None:
         self.running = False
+
+    def cmd_add_child_sa(self, cfg: dict, ts_local: list[tuple], ts_remote: list[tuple], priority: int = 0) -> None:
+        """One direction of a CHILD SA, its selectors computed here (off the daemon's loop) from the IKE
+        traffic selectors, given as (start_addr, end_addr, ip_protocol, start_port, end_port): inbound =
+        ``add_sa`` with the (remote -> local) selectors, outbound = ``add_sa`` + ``add_policy`` (local ->
+        remote), as ``DataPlane.add_sa``/``add_policy`` would send them."""
+        tl, tr = [_Ts(*t) for t in ts_local], [_Ts(*t) for t in ts_remote]
+        if cfg["direction"] == Direction.IN.value:
+            sels = [_sel_dict(s) for s in selectors_from_ts(tr, tl)]
+            self.cmd_add_sa(cfg, None, sels or None)
+            return
+        self.cmd_add_sa(cfg)
+        for sel in selectors_from_ts(tl, tr):
+            self.cmd_add_policy(_sel_dict(sel), cfg["spi"], PolicyAction.PROTECT.value, priority)
+
+    def cmd_batch(self, items: list[tuple[str, tuple]]) -> list[Any]:
+        """Run several commands in order with one round trip (e.g. a CHILD SA: add_sa + add_policy);
+        stops at the first failure, which is reported with the failing command's name."""
+        out = []
+        for cmd, args in items:
+            if cmd in ("batch", "stop"):
+                raise ValueError(f"{cmd} cannot be batched")
+            try:
+                out.append(getattr(self, "cmd_" + cmd)(*args))
+            except Exception as e:  # noqa: BLE001
+                raise RuntimeError(f"{cmd}: {type(e).__name__}: {e}") from e
+        return out
 

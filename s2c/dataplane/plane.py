@@ -241,6 +241,38 @@ class DataPlane:
             raise DataPlaneError(f"{role} worker: {cmd}: {value}")
         return value
 
+    def _call_batches(self, batches: dict[str, list[tuple[str, tuple]]]) -> dict[str, Any]:
+        """One ``batch`` command per worker, sent to all of them before any reply is read (they work
+        in parallel); returns {role: results or the DataPlaneError}. Every reply is read, so the
+        request/reply pairing on each control socket stays in step even when one worker fails."""
+        sent: dict[str, Any] = {}
+        for role, items in batches.items():
+            s = self._ctrl.get(role)
+            if s is None:
+                sent[role] = DataPlaneError(f"data plane not started (no {role} worker)")
+                continue
+            try:
+                s.send(pickle.dumps(("batch", (items,))))
+                sent[role] = s
+            except OSError as e:
+                sent[role] = DataPlaneError(f"{role} worker: batch: {type(e).__name__}: {e}")
+        out: dict[str, Any] = {}
+        for role, s in sent.items():
+            if isinstance(s, DataPlaneError):
+                out[role] = s
+                continue
+            try:
+                reply = s.recv(1 << 22)
+            except OSError as e:  # includes the timeout
+                out[role] = DataPlaneError(f"{role} worker: batch: {type(e).__name__}: {e}")
+                continue
+            if not reply:
+                out[role] = DataPlaneError(f"{role} worker exited (command batch)")
+                continue
+            status, value = pickle.loads(reply)
+            out[role] = value if status == "ok" else DataPlaneError(f"{role} worker: batch: {value}")
+        return out
+
     def _role_for(self, direction: Direction) -> str:
         if self.workers == 1:
             return "both"
@@ -263,10 +295,21 @@ class DataPlane:
         traffic selectors (``ts_local`` -> ``ts_remote``). Returns (sa_out, sa_in)."""
         sa_out = EspSa.from_child_sa(event, Direction.OUT, rng=rng)
         sa_in = EspSa.from_child_sa(event, Direction.IN, rng=rng, replay_window=replay_window)
-        self.add_sa(sa_in, selectors_from_ts(event.ts_remote, event.ts_local))
-        self.add_sa(sa_out)
-        for sel in selectors_from_ts(event.ts_local, event.ts_remote):
-            self.add_policy(sel, spi=sa_out.spi, priority=priority)
+        # add_sa(sa_in, selectors) + add_sa(sa_out) + add_policy(...) in one round trip per worker, the
+        # workers computing the selectors from the traffic selectors (Engine.cmd_add_child_sa)
+        tl = [(t.start_addr, t.end_addr, int(t.ip_protocol), int(t.start_port), int(t.end_port)) for t in event.ts_local]
+        tr = [(t.start_addr, t.end_addr, int(t.ip_protocol), int(t.start_port), int(t.end_port)) for t in event.ts_remote]
+        in_role, out_role = self._role_for(Direction.IN), self._role_for(Direction.OUT)
+        batches: dict[str, list[tuple[str, tuple]]] = {in_role: [("add_child_sa", (sa_in.to_config(), tl, tr))]}
+        batches.setdefault(out_role, []).append(("add_child_sa", (sa_out.to_config(), tl, tr, priority)))
+        res = self._call_batches(batches)
+        if not isinstance(res[in_role], DataPlaneError):
+            self.sas[sa_in.spi] = sa_in
+        if not isinstance(res[out_role], DataPlaneError):
+            self.sas[sa_out.spi] = sa_out
+        for r in (in_role, out_role):
+            if isinstance(res[r], DataPlaneError):
+                raise res[r]
         return sa_out, sa_in
 
     def rekey_child_sa(self, old_spi_in: int, old_spi_out: int, new_event: Any,
