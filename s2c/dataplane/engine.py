@@ -37,6 +37,7 @@ SOL_UDP = 17
 UDP_SEGMENT = 103
 UDP_GRO = 104
 GSO_MAX_SEGS = 64
+GSO_MIN_SEGS = 8  # shorter runs (a fragmented ping, a few signalling packets) go datagram by datagram
 GSO_MAX_BYTES = 65000
 _U16 = struct.Struct("=H")
 _I32 = struct.Struct("=i")
@@ -62,7 +63,6 @@ def _fold(x: int) -> int:
 
 def _ipv4_csum(hdr: bytes) -> int:
     return ~_fold(sum(struct.unpack("!10H", hdr))) & 0xFFFF
-
 
 
 class _Ts(NamedTuple):
@@ -245,19 +245,21 @@ class Engine:
             self.stats["send_errors"] += 1
 
     def _flush(self) -> None:
-        """Send the pending GSO run: one datagram as is, several as one UDP_SEGMENT sendmsg."""
+        """Send the pending GSO run: a long one as one UDP_SEGMENT sendmsg, a short one datagram by
+        datagram (a capture on a veth shows a GSO run as one frame, which tshark cannot dissect)."""
         pend = self._pend
         sock, addr = self._pend_route[2], self._pend_route[1]
         k = len(pend)
         try:
-            if k == 1:
-                sock.sendto(pend[0], addr)
+            if k < GSO_MIN_SEGS:
+                for esp in pend:
+                    sock.sendto(esp, addr)
             else:
                 sock.sendmsg([b"".join(pend)], [(SOL_UDP, UDP_SEGMENT, _U16.pack(self._pend_size))], 0, addr)
                 self.stats["gso_sends"] += 1
             self.stats["esp_tx"] += k
         except OSError as e:
-            if k > 1 and e.errno in (errno.EINVAL, errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP):
+            if k >= GSO_MIN_SEGS and e.errno in (errno.EINVAL, errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP):
                 self.gso = False  # no UDP GSO here: plain sendto from now on
                 for esp in pend:
                     try:
@@ -601,4 +603,3 @@ class Engine:
             except Exception as e:  # noqa: BLE001
                 raise RuntimeError(f"{cmd}: {type(e).__name__}: {e}") from e
         return out
-
