@@ -434,8 +434,7 @@ class PdnGwDaemon(NodeDaemon):
             self._children[e.sa_id].append(e.new)
             if self.dp is not None:
                 self.dp.rekey_child_sa(e.old_spi_in, e.old_spi_out, e.new)
-            for sa in esp_pair(e.new):
-                self.keylog.esp(sa)
+            self.keylog.esp(*esp_pair(e.new))
         elif isinstance(e, ev.ChildSaDeleted):
             self._remove_child(e.sa_id, e.spi_in, e.spi_out)
         elif isinstance(e, ev.IkeSaAddressesUpdated):
@@ -468,8 +467,7 @@ class PdnGwDaemon(NodeDaemon):
     def _install(self, e: ev.ChildSaEstablished) -> None:
         self.counters["child_sa_established"] += 1
         self._children.setdefault(e.sa_id, []).append(e)
-        for sa in esp_pair(e):
-            self.keylog.esp(sa)
+        self.keylog.esp(*esp_pair(e))
         if self.dp is None:
             return
         self.dp.install_child_sa(e, priority=10 if e.mode == ChildMode.TRANSPORT else 0)

@@ -13,7 +13,7 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from s2c.codec.ikev2 import NON_ESP_MARKER
 from s2c.esp.sa import Direction, EspSa
@@ -80,25 +80,39 @@ class KeyLog:
         self._seen: set[str] = set()
 
     def _append(self, name: str, line: str) -> None:
-        if self.dir is None or line in self._seen:
+        self._append_lines(name, (line,))
+
+    def _append_lines(self, name: str, lines: Iterable[str]) -> None:
+        """Append the lines not written before, with one open of the file."""
+        if self.dir is None:
             return
-        self._seen.add(line)
+        new = [ln for ln in dict.fromkeys(lines) if ln not in self._seen]
+        if not new:
+            return
+        self._seen.update(new)
+        path = self.dir / f"{self.prefix}{name}"
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            with open(self.dir / f"{self.prefix}{name}", "a", encoding="utf-8") as fh:
-                fh.write(line + "\n")
+            try:
+                fh = open(path, "a", encoding="utf-8")
+            except FileNotFoundError:  # the folder is made on the first write (and again if removed)
+                self.dir.mkdir(parents=True, exist_ok=True)
+                fh = open(path, "a", encoding="utf-8")
+            with fh:
+                fh.write("".join(ln + "\n" for ln in new))
         except OSError as exc:  # keys are a convenience: never fail the daemon for them
             log.warning("cannot write %s: %s", name, exc)
 
     def ike(self, wireshark_line: str) -> None:
         self._append("ikev2_decryption_table", wireshark_line)
 
-    def esp(self, sa: EspSa) -> None:
+    def esp(self, *sas: EspSa) -> None:
         # Wireshark 4.0 knows no "Any" protocol in esp_sa: one record per family (MOBIKE may move
-        # the SA from IPv4 to IPv6)
-        rec = esp_sa_record(sa, "*", "*")
-        for proto in ("IPv4", "IPv6"):
-            self._append("esp_sa", _quote([proto, *rec[1:]]))
+        # the SA from IPv4 to IPv6); several SAs (a CHILD SA's pair) are written with one open
+        lines = []
+        for sa in sas:
+            rec = esp_sa_record(sa, "*", "*")
+            lines += [_quote([proto, *rec[1:]]) for proto in ("IPv4", "IPv6")]
+        self._append_lines("esp_sa", lines)
 
 
 # -- UDP port 500 -------------------------------------------------------------------------------
