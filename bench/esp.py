@@ -102,6 +102,8 @@ def main() -> None:
     ap.add_argument("--suite", default="gcm128", choices=["gcm128", "gcm256", "cbc128", "cbc256"])
     ap.add_argument("--nice", type=int, default=0, help="worker niceness, e.g. -10 on a loaded host")
     ap.add_argument("--pin", action="store_true", help="pin tx/rx worker processes to CPUs 0/1")
+    ap.add_argument("--no-gso", action="store_true",
+                    help="send ESP-in-UDP datagram by datagram (the lab default; GSO is on for this bench)")
     ap.add_argument("--mtu", type=int, default=None,
                     help="TUN MTU; above ~1400 the outer ESP packets are IP-fragmented (default: no fragmentation)")
     a = ap.parse_args()
@@ -114,7 +116,10 @@ def main() -> None:
     if os.geteuid() != 0:
         print("(b)/(c) skipped: need root for namespaces", file=sys.stderr)
         return
-    mode = "raw ESP" if a.raw_esp else "ESP-in-UDP 4500"
+    # UDP GSO on the sender is opt-in in the data plane (it makes veth captures show one oversized frame
+    # per run); the throughput figures here are measured with it unless --no-gso
+    os.environ["S2C_ESP_GSO"] = "0" if a.no_gso else "1"
+    mode = "raw ESP" if a.raw_esp else f"ESP-in-UDP 4500 (UDP GSO {'off' if a.no_gso else 'on'})"
     mtu = f"TUN MTU {a.mtu}" if a.mtu else "default TUN MTU"
     print(f"(b) iperf3 TCP {a.seconds}s and (c) ping -c 50 -i 0.01 median; {a.suite}, {mode}, {mtu}, "
           f"nice {a.nice}{', pinned' if a.pin else ''}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")

@@ -114,9 +114,11 @@ class Engine:
         self._rekey_reported: set[int] = set()
         self._routes: dict[int, tuple[Any, tuple[str, int]]] = {}
         self.in_spd: dict[int, Spd[bool]] = {}  # inbound SPI -> selectors its inner packets must match
-        # cleared if the kernel refuses UDP_SEGMENT; S2C_ESP_GSO=0 turns it off (a capture on a veth
-        # shows a GSO run as one frame: the kernel segments it only on a real NIC or at the receiver)
-        self.gso = os.environ.get("S2C_ESP_GSO", "1") != "0"
+        # UDP GSO for runs of ESP-in-UDP datagrams: opt-in with S2C_ESP_GSO=1 (benchmarks). Off by
+        # default because a capture on a veth shows a GSO run as ONE oversized UDP frame (the kernel
+        # segments it only on a real NIC or at the receiver), which Wireshark reports as malformed:
+        # the lab's pcaps must show the datagrams as they are. Cleared if the kernel refuses UDP_SEGMENT.
+        self.gso = os.environ.get("S2C_ESP_GSO", "0") == "1"
         self._pend: list[bytes] = []  # ESP datagrams of one GSO run: same route, same size (last may be shorter)
         self._pend_route: Any = None
         self._pend_size = 0
