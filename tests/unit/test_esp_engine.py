@@ -191,3 +191,39 @@ def test_control_errors_are_reported_not_fatal(h):
     h.ctrl.send(pickle.dumps(("no_such_command", ())))
     assert pickle.loads(h.ctrl.recv(4096))[0] == "error"
     assert stats(h) is not None  # still alive
+
+
+def test_batched_child_sa_install_and_batch_errors():
+    """``add_child_sa`` in one ``batch`` installs both directions with selectors computed in the worker
+    (as DataPlane.install_child_sa sends it); a failing item names its command; stop is not batchable."""
+    h = Harness()
+    try:
+        peer_port = h.peer.getsockname()[1]
+        sa_in = EspSa(spi=0xAB00, direction="in", mode="tunnel", encr=20, encr_key=KEY_AB, remote="127.0.0.1",
+                      udp_encap=True, remote_port=peer_port, replay_window=64)
+        sa_out = EspSa(spi=0xBA00, direction="out", mode="tunnel", encr=20, encr_key=KEY_BA, remote="127.0.0.1",
+                       udp_encap=True, remote_port=peer_port)
+        ts_local = [("10.8.0.0", "10.8.0.255", 0, 0, 65535)]
+        ts_remote = [("10.9.0.0", "10.9.0.255", 0, 0, 65535)]
+        h.call("batch", [("add_child_sa", (sa_in.to_config(), ts_local, ts_remote)),
+                         ("add_child_sa", (sa_out.to_config(), ts_local, ts_remote))])
+        peer_out = EspSa(spi=0xAB00, direction="out", mode="tunnel", encr=20, encr_key=KEY_AB)
+        peer_in = EspSa(spi=0xBA00, direction="in", mode="tunnel", encr=20, encr_key=KEY_BA)
+        pkt = ipv4("10.8.0.1", "10.9.0.7")
+        h.tun_app.send(pkt)  # outbound policy from ts_local -> ts_remote
+        assert peer_in.decapsulate(h.peer.recvfrom(4096)[0]) == (4, pkt)
+        bad = ipv4("192.0.2.66", "10.8.0.1")  # inbound selectors (ts_remote -> ts_local) enforced
+        good = ipv4("10.9.0.5", "10.8.0.1")
+        h.peer.sendto(peer_out.encapsulate(bad), ("127.0.0.1", h.port))
+        h.peer.sendto(peer_out.encapsulate(good), ("127.0.0.1", h.port))
+        assert h.tun_app.recv(4096) == good
+        assert stats(h)["inbound_policy_drops"] == 1
+
+        for items, needle in (([("remove_sa", (0x1234,)), ("no_such", ())], "no_such"),
+                              ([("stop", ())], "stop cannot be batched")):
+            h.ctrl.send(pickle.dumps(("batch", (items,))))
+            status, value = pickle.loads(h.ctrl.recv(1 << 20))
+            assert status != "ok" and needle in str(value), (status, value)
+        assert h.call("stats")["engine"]["esp_tx"] == 1  # the engine still runs
+    finally:
+        h.close()
