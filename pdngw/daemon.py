@@ -54,6 +54,7 @@ from s2c.runtime.node import NodeDaemon
 
 from pdngw.relay import EapSuccess, SendEapRequest, dea_action, identity_response
 from s2c.runtime.ike_io import (
+    CoreTimer,
     KeyLog, UdpIke, child_view, esp_pair, identity_from, ike_view, load_cert_auth, pki_dir_of, psk_bytes, run_dir_of,
 )
 
@@ -154,8 +155,7 @@ class PdnGwDaemon(NodeDaemon):
         self.responder: IkeResponder | None = None
         self.dp: Any = None
         self.io = UdpIke(self._on_datagram)
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = CoreTimer(self._on_timer)
         self._diam: Any = None
         self._diam_ready = asyncio.Event()
         self._diam_task: asyncio.Task[None] | None = None
@@ -229,8 +229,7 @@ class PdnGwDaemon(NodeDaemon):
                       ", ".join(self.s2c4 + self.s2c6), self.pool.net, self.pool.ha)
 
     async def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self._timer.cancel()
         for t in list(self._tasks):
             t.cancel()
         if self._diam_task is not None:
@@ -381,19 +380,9 @@ class PdnGwDaemon(NodeDaemon):
 
     def _arm(self) -> None:
         r = self.responder
-        t = r.get_timer() if r is not None else None
-        if t == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = t
-        if t is not None:
-            self._timer = asyncio.get_running_loop().call_at(t, self._on_timer)
+        self._timer.arm(r.get_timer() if r is not None else None)
 
     def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
         if self.responder is not None:
             self.responder.handle_timer(self._now())
         self._pump()

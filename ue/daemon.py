@@ -50,6 +50,7 @@ from s2c.runtime.control import ControlError, Handler
 from s2c.runtime.node import NodeDaemon
 
 from s2c.runtime.ike_io import (
+    CoreTimer,
     KeyLog, UdpIke, child_view, esp_pair, identity_from, ike_view, load_cert_auth, pki_dir_of, psk_bytes, run_dir_of,
 )
 
@@ -119,8 +120,7 @@ class UeDaemon(NodeDaemon):
         self.history: list[dict[str, Any]] = []
         self.dp: Any = None
         self.io = UdpIke(self._on_datagram)
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = CoreTimer(self._on_timer)
         self._done: asyncio.Future[dict[str, Any]] | None = None
         self._t0 = 0.0
         self._mh_child = bool(p.get("mh_child", True))
@@ -162,8 +162,7 @@ class UeDaemon(NodeDaemon):
                 self._pump()
             except ProtocolError:
                 pass
-        if self._timer is not None:
-            self._timer.cancel()
+        self._timer.cancel()
         self.io.close()
         self._unconfigure_hoa()
         if self.dp is not None:
@@ -461,19 +460,9 @@ class UeDaemon(NodeDaemon):
         self._arm()
 
     def _arm(self) -> None:
-        t = self.ike.get_timer() if self.ike is not None else None
-        if t == self._timer_at and (t is None or self._timer is not None):
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = t
-        if t is not None:
-            self._timer = asyncio.get_running_loop().call_at(t, self._on_timer)
+        self._timer.arm(self.ike.get_timer() if self.ike is not None else None)
 
     def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
         if self.ike is not None:
             self.ike.handle_timer(self._now())
         self._pump()

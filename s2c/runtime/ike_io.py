@@ -65,6 +65,35 @@ def pki_dir_of(config: Any) -> Path:
     return Path(config.control).resolve().parent / "pki"
 
 
+class CoreTimer:
+    """One asyncio timer kept at a sans-IO core's ``get_timer()`` deadline (loop.time() clock)."""
+
+    def __init__(self, on_fire: Callable[[], None]):
+        self._on_fire = on_fire
+        self._handle: asyncio.TimerHandle | None = None
+        self._at: float | None = None
+
+    def arm(self, deadline: float | None) -> None:
+        """Fire at ``deadline`` (None: not at all); re-arms only when the deadline changed."""
+        if deadline == self._at and (deadline is None or self._handle is not None):
+            return
+        self.cancel()
+        self._at = deadline
+        if deadline is not None:
+            self._handle = asyncio.get_running_loop().call_at(deadline, self._fire)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._at = None
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._at = None
+        self._on_fire()
+
+
 # -- Wireshark key files ------------------------------------------------------------------------
 
 class KeyLog:
