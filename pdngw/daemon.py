@@ -54,7 +54,7 @@ from s2c.runtime.node import NodeDaemon
 
 from pdngw.relay import EapSuccess, SendEapRequest, dea_action, identity_response
 from s2c.runtime.ike_io import (
-    CoreTimer,
+    CoreTimer, drain_core,
     KeyLog, UdpIke, child_view, esp_pair, identity_from, ike_view, load_cert_auth, pki_dir_of, psk_bytes, run_dir_of,
 )
 
@@ -361,21 +361,8 @@ class PdnGwDaemon(NodeDaemon):
         r = self.responder
         if r is None:
             return
-        for _ in range(100):
-            out = r.datagrams_to_send(self._now())
-            for data, addr in out:
-                self.io.send(data, addr, self._local_for.get(addr))
-                self.counters["ike_tx"] += 1
-            got = False
-            while (e := r.next_event()) is not None:
-                got = True
-                try:
-                    self._on_event(e)
-                except Exception:  # noqa: BLE001
-                    self.counters["event_errors"] += 1
-                    self.log.exception("handling %s", type(e).__name__)
-            if not got and not out:
-                break
+        drain_core(r, self._now, lambda data, addr: self.io.send(data, addr, self._local_for.get(addr)),
+                   self._on_event, self.counters, self.log)
         self._arm()
 
     def _arm(self) -> None:

@@ -50,7 +50,7 @@ from s2c.runtime.control import ControlError, Handler
 from s2c.runtime.node import NodeDaemon
 
 from s2c.runtime.ike_io import (
-    CoreTimer,
+    CoreTimer, drain_core,
     KeyLog, UdpIke, child_view, esp_pair, identity_from, ike_view, load_cert_auth, pki_dir_of, psk_bytes, run_dir_of,
 )
 
@@ -442,21 +442,7 @@ class UeDaemon(NodeDaemon):
         ike = self.ike
         if ike is None:
             return
-        for _ in range(100):
-            out = ike.datagrams_to_send(self._now())
-            for data, addr in out:
-                self.io.send(data, addr)
-                self.counters["ike_tx"] += 1
-            got = False
-            while (e := ike.next_event()) is not None:
-                got = True
-                try:
-                    self._on_event(e)
-                except Exception:  # noqa: BLE001
-                    self.counters["event_errors"] += 1
-                    self.log.exception("handling %s", type(e).__name__)
-            if not got and not out:
-                break
+        drain_core(ike, self._now, self.io.send, self._on_event, self.counters, self.log)
         self._arm()
 
     def _arm(self) -> None:

@@ -65,6 +65,27 @@ def pki_dir_of(config: Any) -> Path:
     return Path(config.control).resolve().parent / "pki"
 
 
+def drain_core(core: Any, now: Callable[[], float], send: Callable[[bytes, Any], None],
+               on_event: Callable[[Any], None], counters: Any, log: logging.Logger, rounds: int = 100) -> None:
+    """Move a sans-IO IKE core's datagrams to ``send`` and its events to ``on_event`` until it is quiet
+    (bounded by ``rounds``); an event handler that raises is counted and logged, never fatal."""
+    for _ in range(rounds):
+        out = core.datagrams_to_send(now())
+        for data, addr in out:
+            send(data, addr)
+            counters["ike_tx"] += 1
+        got = False
+        while (e := core.next_event()) is not None:
+            got = True
+            try:
+                on_event(e)
+            except Exception:  # noqa: BLE001 - a bad event never kills the daemon
+                counters["event_errors"] += 1
+                log.exception("handling %s", type(e).__name__)
+        if not got and not out:
+            break
+
+
 class CoreTimer:
     """One asyncio timer kept at a sans-IO core's ``get_timer()`` deadline (loop.time() clock)."""
 
