@@ -74,11 +74,12 @@ def ping_median(ns: str, addr: str, count: int = 50) -> float:
 
 
 def net(seconds: int, udp_encap: bool, workers: int, suite: str, mtu: int | None = None,
-        nice: int = 0, pin: bool = False) -> dict[str, float]:
+        nice: int = 0, pin: bool = False, busy_poll_us: int = 0) -> dict[str, float]:
     n = os.cpu_count() or 1
     cpus = {"a": [0, 1 % n], "b": [0, 1 % n]} if pin else {}  # A's encrypting and B's decrypting loops apart
     with EspLab("s2ct-esb" + uuid.uuid4().hex[:4], suite=suite, udp_encap=udp_encap, workers=workers,
-                transport=False, mtu=mtu, nice=nice, cpus=cpus) as lab:
+                transport=False, mtu=mtu, nice=nice, cpus=cpus,
+                busy_poll_us=busy_poll_us) as lab:
         nsx(lab.ns_a, "ping", "-c", "3", "-i", "0.05", "10.77.0.2", check=False)  # warm up ARP / caches
         out = {
             "veth_mbps": iperf(lab.ns_b, lab.ns_a, lab.outer["b"], seconds),
@@ -102,6 +103,7 @@ def main() -> None:
     ap.add_argument("--suite", default="gcm128", choices=["gcm128", "gcm256", "cbc128", "cbc256"])
     ap.add_argument("--nice", type=int, default=0, help="worker niceness, e.g. -10 on a loaded host")
     ap.add_argument("--pin", action="store_true", help="pin tx/rx worker processes to CPUs 0/1")
+    ap.add_argument("--busy-poll", default="0", help="busy-poll windows in us to measure, e.g. 0,20000")
     ap.add_argument("--no-gso", action="store_true",
                     help="send ESP-in-UDP datagram by datagram (the lab default; GSO is on for this bench)")
     ap.add_argument("--mtu", type=int, default=None,
@@ -123,10 +125,11 @@ def main() -> None:
     mtu = f"TUN MTU {a.mtu}" if a.mtu else "default TUN MTU"
     print(f"(b) iperf3 TCP {a.seconds}s and (c) ping -c 50 -i 0.01 median; {a.suite}, {mode}, {mtu}, "
           f"nice {a.nice}{', pinned' if a.pin else ''}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    for w in [int(x) for x in a.workers.split(",")]:
-        r = net(a.seconds, not a.raw_esp, w, a.suite, a.mtu, a.nice, a.pin)
+    layouts = [(int(w), int(bp)) for w in a.workers.split(",") for bp in a.busy_poll.split(",")]
+    for w, bp in layouts:
+        r = net(a.seconds, not a.raw_esp, w, a.suite, a.mtu, a.nice, a.pin, bp)
         print(f"    plain veth                      {r['veth_mbps']:8.0f} Mbit/s   RTT {r['veth_rtt_ms']:.3f} ms")
-        print(f"    ESP tunnel, {w} worker(s)/side   {r['tunnel_mbps']:8.0f} Mbit/s   RTT {r['tunnel_rtt_ms']:.3f} ms"
+        print(f"    ESP tunnel, {w} worker(s)/side, busy poll {bp} us  {r['tunnel_mbps']:8.0f} Mbit/s   RTT {r['tunnel_rtt_ms']:.3f} ms"
               f"   ratio {r['tunnel_mbps'] / r['veth_mbps']:.3f}"
               f"   (receiver SA: {r['replay_drops']} replay drops, {r['auth_failures']} auth failures)")
 

@@ -20,6 +20,7 @@ import pickle
 import select
 import socket
 import struct
+import time
 from collections import Counter
 from typing import Any, NamedTuple
 
@@ -96,9 +97,16 @@ class Engine:
         udp6: socket.socket | None = None,
         raw4: socket.socket | None = None,
         raw6: socket.socket | None = None,
+        busy_poll_us: int = 0,
     ) -> None:
         if role not in ("tx", "rx", "both"):
             raise ValueError(role)
+        if busy_poll_us < 0:
+            raise ValueError("busy_poll_us must be >= 0")
+        # After traffic, keep polling for this long instead of sleeping: on a VM the first tens of
+        # microseconds after a wake-up from idle run many times slower (cold CPU), which dominates the
+        # tunnel RTT. Costs CPU only while traffic flows (docs/dataplane.md, "Busy polling").
+        self.busy_poll_us = busy_poll_us
         self.role = role
         self.ctrl = ctrl
         self.upcall = upcall
@@ -156,10 +164,30 @@ class Engine:
                     handlers[s.fileno()] = lambda s=s, v=v: self._on_raw(s, v)
         for fd in handlers:
             ep.register(fd, select.EPOLLIN)
+        poll = ep.poll
+        window = self.busy_poll_us / 1e6
+        clock = time.monotonic
+        yld = os.sched_yield
+        hot_until = 0.0
         try:
             while self.running:
                 try:
-                    events = ep.poll(1.0)
+                    if window:
+                        # adaptive busy polling: for ``window`` after the last packet, poll without
+                        # sleeping (yielding the CPU to anything runnable); then sleep in epoll again
+                        events = poll(0)
+                        if events:
+                            hot_until = clock() + window
+                        elif clock() < hot_until:
+                            self.stats["busy_polls"] += 1
+                            yld()
+                            continue
+                        else:
+                            events = poll(1.0)
+                            if events:
+                                hot_until = clock() + window
+                    else:
+                        events = poll(1.0)
                 except InterruptedError:
                     continue
                 for fd, _ in events:

@@ -37,6 +37,15 @@ IkeHandler = Callable[[bytes, tuple[str, int]], None]
 TransportHandler = Callable[[int, bytes, str, int], None]  # (next_header, payload, src, spi)
 
 
+DEFAULT_BUSY_POLL_US = 20000  # daemons' default adaptive busy-poll window (docs/dataplane.md)
+
+
+def default_workers() -> int:
+    """Worker processes per daemon: one loop on a host with <= 2 CPUs (where the UE, the PDN GW and the
+    traffic share them, a second loop per daemon costs more in scheduling than it gains), else tx + rx."""
+    return 1 if (os.cpu_count() or 1) <= 2 else 2
+
+
 def tun_mtu_for(outer_mtu: int = 1500, ipv6_outer: bool = True, udp_encap: bool = True, block: int = 16,
                 iv: int = 16, icv: int = 16) -> int:
     """Largest inner MTU that never fragments the outer packet (worst case: CBC, IPv6, UDP)."""
@@ -71,6 +80,7 @@ class DataPlane:
         sock_buf: int = RCVBUF,
         cpus: tuple[int, ...] = (),
         nice: int = 0,
+        busy_poll_us: int = 0,
     ) -> None:
         if workers not in (1, 2):
             raise ValueError("workers must be 1 (one loop) or 2 (tx and rx loops)")
@@ -89,6 +99,9 @@ class DataPlane:
         self.sock_buf = sock_buf
         self.cpus = cpus
         self.nice = nice
+        if busy_poll_us < 0:
+            raise ValueError("busy_poll_us must be >= 0")
+        self.busy_poll_us = busy_poll_us
         self.tun: TunDevice | None = None
         self._socks: dict[str, socket.socket] = {}
         self._ctrl: dict[str, socket.socket] = {}
@@ -161,14 +174,15 @@ class DataPlane:
         fds = {"ctrl": child.fileno(), "upcall": self._upcall_w.fileno(), "tun": self.tun.fd}
         fds.update({k: s.fileno() for k, s in self._socks.items()})
         if self.backend == "thread":
-            eng = Engine(role, ctrl=child, upcall=self._upcall_w, tun_fd=self.tun.fd, **self._socks)  # type: ignore[arg-type]
+            eng = Engine(role, ctrl=child, upcall=self._upcall_w, tun_fd=self.tun.fd,  # type: ignore[arg-type]
+                         busy_poll_us=self.busy_poll_us, **self._socks)
             t = threading.Thread(target=eng.run, name=f"esp-{role}", daemon=True)
             t.start()
             self._threads.append(t)
             self._thread_socks.append(child)
             return
         argv = [sys.executable, "-m", "s2c.dataplane.worker", "--role", role, "--cpu", str(cpu),
-                "--nice", str(self.nice)]
+                "--nice", str(self.nice), "--busy-poll-us", str(self.busy_poll_us)]
         for k, fd in fds.items():
             argv += [f"--{k}", str(fd)]
         proc = subprocess.Popen(argv, pass_fds=list(fds.values()), close_fds=True)

@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         cpus=tuple(cfg.get("cpus", ())),
         mtu=cfg.get("mtu"),
         nice=cfg.get("nice", 0),
+        busy_poll_us=cfg.get("busy_poll_us", 0),
     )
     seen: list = []
     dp.set_ike_handler(lambda data, addr: seen.append(["ike", data.hex(), list(addr)]))

@@ -44,6 +44,7 @@ class EspLab:
     mtu: int | None = None  # TUN MTU (None: DataPlane default, no outer fragmentation)
     cpus: dict = field(default_factory=dict)  # side -> list of CPUs for the worker processes
     nice: int = 0  # worker process niceness (negative: scheduled ahead of the load on a busy host)
+    busy_poll_us: int = 0  # adaptive busy polling window of the workers (Engine)
     rng: Any = os.urandom
     spi_ab: int = 0xA0000001
     spi_ba: int = 0xB0000002
@@ -111,6 +112,7 @@ class EspLab:
             "raw_esp": not self.udp_encap,
             "mtu": self.mtu,
             "nice": self.nice,
+            "busy_poll_us": self.busy_poll_us,
             "cpus": self.cpus.get(side, []),
             "sas": [self._sa_cfg(out_spi, "out", self.addr(side), self.addr(other)),
                     dict(self._sa_cfg(in_spi, "in", self.addr(side), self.addr(other)),

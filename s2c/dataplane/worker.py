@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(f"--{name}", type=int, default=-1)
     p.add_argument("--cpu", type=int, default=-1)
     p.add_argument("--nice", type=int, default=0)
+    p.add_argument("--busy-poll-us", type=int, default=0)
     a = p.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     if a.cpu >= 0:
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         udp6=_sock(a.udp6),
         raw4=_sock(a.raw4),
         raw6=_sock(a.raw6),
+        busy_poll_us=a.busy_poll_us,
     )
     prof_dir = os.environ.get("S2C_ESP_PROFILE")  # debugging aid: cProfile each worker into this directory
     if prof_dir:

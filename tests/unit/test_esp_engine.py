@@ -25,7 +25,7 @@ def ipv4(src: str, dst: str, proto: int = 17, payload: bytes = b"\x00\x01\x00\x0
 
 
 class Harness:
-    def __init__(self, role: str = "both"):
+    def __init__(self, role: str = "both", busy_poll_us: int = 0):
         self.tun_app, tun_eng = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.ctrl, ctrl_eng = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.up, up_eng = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -39,7 +39,8 @@ class Harness:
         self.up.settimeout(2)
         self.ctrl.settimeout(5)
         self._keep = (tun_eng, ctrl_eng, up_eng)
-        self.engine = Engine(role, ctrl=ctrl_eng, upcall=up_eng, tun_fd=tun_eng.fileno(), udp4=self.udp)
+        self.engine = Engine(role, ctrl=ctrl_eng, upcall=up_eng, tun_fd=tun_eng.fileno(), udp4=self.udp,
+                             busy_poll_us=busy_poll_us)
         self.thread = threading.Thread(target=self.engine.run, daemon=True)
         self.thread.start()
 
@@ -227,3 +228,34 @@ def test_batched_child_sa_install_and_batch_errors():
         assert h.call("stats")["engine"]["esp_tx"] == 1  # the engine still runs
     finally:
         h.close()
+
+
+def test_busy_poll_window_then_sleep():
+    """After a packet the loop polls without sleeping for the window, then sleeps in epoll again."""
+    h = Harness(busy_poll_us=20000)
+    try:
+        sa_out = EspSa(spi=0xBA00, direction="out", mode="tunnel", encr=20, encr_key=KEY_BA, remote="127.0.0.1",
+                       udp_encap=True, remote_port=h.peer.getsockname()[1])
+        h.call("add_sa", sa_out.to_config())
+        h.call("add_policy", {"src": "10.8.0.0/24", "dst": "10.9.0.0/24", "proto": 0, "sport": (0, 65535),
+                              "dport": (0, 65535)}, 0xBA00, "protect", 0)
+        time.sleep(0.1)  # the control calls' own window ends
+        before = h.engine.stats["busy_polls"]
+        h.tun_app.send(ipv4("10.8.0.1", "10.9.0.7"))
+        h.peer.recvfrom(4096)
+        time.sleep(0.1)
+        during = h.engine.stats["busy_polls"]
+        assert during > before  # it polled after the packet
+        time.sleep(0.2)
+        assert h.engine.stats["busy_polls"] == during  # and sleeps once the window is over
+    finally:
+        h.close()
+
+
+def test_no_busy_poll_by_default(h):
+    h.tun_app.send(ipv4("10.8.0.1", "10.9.0.7"))
+    h.peer.recvfrom(4096)
+    time.sleep(0.05)
+    assert h.engine.stats["busy_polls"] == 0
+    with pytest.raises(ValueError):
+        Engine("both", ctrl=h.ctrl, upcall=h.up, busy_poll_us=-1)
