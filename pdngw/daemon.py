@@ -12,7 +12,8 @@ Params (docs/control.md; all optional except what the lab writes):
     ipv4_pool:    IPv4 home addresses (default 198.19.0.0/24), given when the UE asks for one
     realm:        Diameter realm (default epc.mnc001.mcc001.3gppnetwork.org)
     cookie_threshold: half-open IKE SAs before COOKIEs are asked (default 50)
-    workers:      data plane worker processes, 1 or 2 (default 2)
+    workers:      data plane worker processes, 1 or 2 (default 1 on <= 2 CPUs, else 2)
+    busy_poll_us: data plane busy-poll window after traffic (default 20000; 0 = always sleep in epoll)
     keys:         folder for Wireshark key files (default <run dir>/keys)
     interop:      ``auth`` (``cert`` default, or ``psk``), ``psk`` (also accepted from PSK initiators),
                   ``cert``/``key`` (PEM paths instead of the run PKI's), ``id`` (IDr instead of fqdn),
@@ -148,7 +149,10 @@ class PdnGwDaemon(NodeDaemon):
                                     p.get("ipv4_pool", DEFAULT_IPV4_POOL))
         self.cookie_threshold = int(p.get("cookie_threshold") or 50)
         self.force_encap = bool(p.get("force_encap", False))
-        self.workers = int(p.get("workers") or 2)
+        from s2c.dataplane.plane import DEFAULT_BUSY_POLL_US, default_workers
+
+        self.workers = int(p.get("workers") or default_workers())
+        self.busy_poll_us = int(p.get("busy_poll_us", DEFAULT_BUSY_POLL_US))
         rd = run_dir_of(config)
         keys = p.get("keys") or (rd / "keys" if rd is not None else None)
         self.keylog = KeyLog(None if keys is None else Path(keys))
@@ -213,7 +217,8 @@ class PdnGwDaemon(NodeDaemon):
         routes = [str(self.pool.net)] + ([str(self.pool.v4)] if self.pool.v4 else [])
         # port 4500 on every address (the lab lists all of the node's addresses as S2c ones)
         self.dp = DataPlane(tun_name="esp0", routes=routes, bind4="0.0.0.0" if self.s2c4 else None,
-                            bind6="::" if self.s2c6 else None, workers=self.workers)
+                            bind6="::" if self.s2c6 else None, workers=self.workers,
+                            busy_poll_us=self.busy_poll_us)
         await loop.run_in_executor(None, self.dp.start)
         await loop.run_in_executor(None, self.dp.stats)  # returns once every worker process runs its loop
         # the plane strips the non-ESP marker: put it back so the core knows the peer floated to 4500

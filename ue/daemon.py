@@ -7,7 +7,8 @@ Params (docs/control.md): ``imsi``, ``k``, ``opc`` or ``op``, ``sqn`` (the USIM'
 ``pki`` (folder with ``ca.crt``; default <run dir>/pki), ``dpd_interval`` (s, default 2),
 ``retransmit_timeout`` (s, default 0.5), ``retransmit_tries`` (default 4), ``reattach`` (default true),
 ``ike_rekey_time`` / ``child_rekey_time`` (s, default 3600 / 1200: the UE rekeys, RFC 7296 §2.8),
-``workers`` (data plane processes, default 1), ``keys`` (Wireshark key files, default <run dir>/keys);
+``workers`` (data plane processes, default 1 on <= 2 CPUs, else 2), ``busy_poll_us`` (data plane
+busy-poll window after traffic, default 20000; 0 = always sleep in epoll), ``keys`` (Wireshark key files, default <run dir>/keys);
 interop: ``auth`` (``eap`` default, ``psk`` with ``psk``, ``cert`` with ``cert``/``key`` PEM paths),
 ``ue_id`` (IDi instead of the NAI), ``pdngw_id`` (IDr instead of ``pdngw_fqdn``), ``check_id_in_cert``,
 ``force_encap`` (fake NAT-D source hash: ESP in UDP 4500 even without a NAT, for kernel-libipsec peers),
@@ -98,7 +99,10 @@ class UeDaemon(NodeDaemon):
         self.force_encap = bool(p.get("force_encap", False))
         self.ike_rekey = float(p.get("ike_rekey_time") or 3600.0)
         self.child_rekey = float(p.get("child_rekey_time") or 1200.0)
-        self.workers = int(p.get("workers") or 1)
+        from s2c.dataplane.plane import DEFAULT_BUSY_POLL_US, default_workers
+
+        self.workers = int(p.get("workers") or default_workers())
+        self.busy_poll_us = int(p.get("busy_poll_us", DEFAULT_BUSY_POLL_US))
         window = SqnWindow.starting_at(int(p["sqn"])) if p.get("sqn") else SqnWindow()
         self.window = window  # one USIM for the daemon's life: SQN freshness spans re-attaches
         rd = run_dir_of(config)
@@ -141,7 +145,7 @@ class UeDaemon(NodeDaemon):
         self.ipr = _ThreadedIPRoute()
         from s2c.dataplane.plane import DataPlane
 
-        self.dp = DataPlane(tun_name="esp0", workers=self.workers)
+        self.dp = DataPlane(tun_name="esp0", workers=self.workers, busy_poll_us=self.busy_poll_us)
         await loop.run_in_executor(None, self.dp.start)
         await loop.run_in_executor(None, self.dp.stats)  # returns once every worker process runs its loop
         self.dp.set_ike_handler(lambda data, addr: self._on_datagram(data, (addr[0], addr[1]), None))
