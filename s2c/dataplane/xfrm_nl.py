@@ -1099,7 +1099,7 @@ def sa_from_esp(sa: Any, reqid: int = 0, sel: XfrmSelector | None = None, if_id:
     if c.get("udp_encap"):
         sport, dport = (c["local_port"], c["remote_port"]) if out else (c["remote_port"], c["local_port"])
         kw["encap"] = XfrmEncapTmpl(UDP_ENCAP_ESPINUDP, int(sport), int(dport))
-    window = int(c.get("replay_window") or 0)
+    window = 0 if out else int(c.get("replay_window") or 0)  # outbound: no replay check
     esn = bool(c.get("esn"))
     flags = 0
     rw = 0
