@@ -444,12 +444,16 @@ class KernelEspBackend:
         addresses, never routed through the interface) stays global."""
         return self.if_id if mode == "tunnel" else None
 
-    def _install_sa(self, sa: Any, reqid: int, **kw: Any) -> None:
+    def _sa_msg(self, sa: Any, reqid: int, **kw: Any) -> nl.XfrmSaMsg:
         mode = getattr(sa.mode, "value", sa.mode)
         if sa.direction.value == "out" and not sa.esn:
             # soft expiry near the 32-bit sequence limit -> XFRM_MSG_EXPIRE -> ("rekey_needed", spi)
             kw.setdefault("lft", nl.XfrmLifetimeCfg(soft_packet_limit=(1 << 32) - getattr(sa, "rekey_margin", 1 << 16)))
-        msg = nl.sa_from_esp(sa, reqid=reqid, if_id=self._if_id_for(mode), **kw)
+        return nl.sa_from_esp(sa, reqid=reqid, if_id=self._if_id_for(mode), **kw)
+
+    def _install_sa(self, sa: Any, reqid: int, **kw: Any) -> None:
+        mode = getattr(sa.mode, "value", sa.mode)
+        msg = self._sa_msg(sa, reqid, **kw)
         what = (f"ESP SA spi 0x{sa.spi:08x} {msg.info.saddr} -> {msg.info.id.daddr} {mode} "
                 f"{'aead ' + msg.aead.name if msg.aead else (msg.crypt.name if msg.crypt else '')}")
         self._x().request(XfrmMsgType.XFRM_MSG_NEWSA, msg, what=what)
@@ -542,14 +546,8 @@ class KernelEspBackend:
         """Both SAs of an IKE ``ChildSaEstablished`` plus OUT/IN(/FWD) policies from its traffic
         selectors, under one new reqid. Returns (sa_out, sa_in) as ``EspSa`` objects (counters stay 0:
         the kernel counts; see :meth:`stats`). On a refusal nothing of this CHILD SA is left behind."""
-        from s2c.esp.sa import Direction, EspSa
-        from s2c.esp.spd import selectors_from_ts
-
-        sa_out = EspSa.from_child_sa(event, Direction.OUT, rng=rng)
-        sa_in = EspSa.from_child_sa(event, Direction.IN, rng=rng, replay_window=replay_window)
-        child = _Child(next(self._reqids), sa_out.mode.value, sa_out, sa_in,
-                       selectors_from_ts(event.ts_local, event.ts_remote),
-                       selectors_from_ts(event.ts_remote, event.ts_local), priority)
+        child = self._child_from_event(event, next(self._reqids), rng, replay_window, priority)
+        sa_out, sa_in = child.sa_out, child.sa_in
         self._children[child.reqid] = child
         try:
             self._install_sa(sa_in, child.reqid)
@@ -560,6 +558,25 @@ class KernelEspBackend:
             raise
         self._by_spi[sa_out.spi] = self._by_spi[sa_in.spi] = child
         return sa_out, sa_in
+
+    @staticmethod
+    def _child_from_event(event: Any, reqid: int, rng: Callable[[int], bytes] = os.urandom,
+                          replay_window: int = 1024, priority: int = 0) -> _Child:
+        from s2c.esp.sa import Direction, EspSa
+        from s2c.esp.spd import selectors_from_ts
+
+        sa_out = EspSa.from_child_sa(event, Direction.OUT, rng=rng)
+        sa_in = EspSa.from_child_sa(event, Direction.IN, rng=rng, replay_window=replay_window)
+        return _Child(reqid, sa_out.mode.value, sa_out, sa_in, selectors_from_ts(event.ts_local, event.ts_remote),
+                      selectors_from_ts(event.ts_remote, event.ts_local), priority)
+
+    def messages_for(self, event: Any, reqid: int = 1, priority: int = 0,
+                     replay_window: int = 1024) -> tuple[list[nl.XfrmSaMsg], list[nl.XfrmPolicyMsg]]:
+        """The NEWSA bodies (inbound first) and policy bodies ``install_child_sa`` would send for
+        ``event`` - pure, nothing is installed (tests, debugging, ``ip xfrm`` comparisons)."""
+        child = self._child_from_event(event, reqid, os.urandom, replay_window, priority)
+        sas = [self._sa_msg(sa, reqid) for sa in (child.sa_in, child.sa_out)]
+        return sas, self._policy_msgs(child)
 
     def _drop_child(self, child: _Child) -> None:
         for key in list(child.policies):

@@ -608,8 +608,12 @@ class XfrmReplayState:
 
 @dataclass(frozen=True)
 class XfrmReplayStateEsn:
-    """struct xfrm_replay_state_esn (xfrm.h): XFRMA_REPLAY_ESN_VAL, windows > 32 and ESN (RFC 4303 §2.2.1)."""
+    """struct xfrm_replay_state_esn (xfrm.h): XFRMA_REPLAY_ESN_VAL, windows > 32 and ESN (RFC 4303 §2.2.1).
 
+    ``bmp`` empty = the short form iproute2 sends (the 24-byte header only; the kernel accepts it).
+    """
+
+    bmp_len: int = 0
     oseq: int = 0
     seq: int = 0
     oseq_hi: int = 0
@@ -617,21 +621,29 @@ class XfrmReplayStateEsn:
     replay_window: int = 0
     bmp: tuple[int, ...] = ()
 
+    def __post_init__(self) -> None:
+        if self.bmp and len(self.bmp) != self.bmp_len:
+            raise ValueError("xfrm_replay_state_esn: bmp must be empty or bmp_len words")
+
     def encode(self) -> bytes:
-        return _REPLAY_ESN.pack(len(self.bmp), self.oseq, self.seq, self.oseq_hi, self.seq_hi,
+        return _REPLAY_ESN.pack(self.bmp_len, self.oseq, self.seq, self.oseq_hi, self.seq_hi,
                                 self.replay_window) + b"".join(_U32.pack(b) for b in self.bmp)
 
     @classmethod
     def for_window(cls, window: int, **kw: int) -> "XfrmReplayStateEsn":
-        return cls(replay_window=window, bmp=(0,) * ((window + 31) // 32), **kw)
+        """The short form for a window of ``window`` packets (bitmap of ceil(window / 32) words)."""
+        return cls(bmp_len=(window + 31) // 32, replay_window=window, **kw)
 
     @classmethod
     def decode(cls, buf: bytes) -> "XfrmReplayStateEsn":
         _need(buf, _REPLAY_ESN.size, "xfrm_replay_state_esn")
         bmp_len, oseq, seq, oseq_hi, seq_hi, rw = _REPLAY_ESN.unpack_from(buf)
-        _need(buf, _REPLAY_ESN.size + 4 * bmp_len, "xfrm_replay_state_esn bitmap")
-        bmp = struct.unpack_from(f"={bmp_len}I", buf, _REPLAY_ESN.size)
-        return cls(oseq, seq, oseq_hi, seq_hi, rw, tuple(bmp))
+        if len(buf) == _REPLAY_ESN.size or bmp_len == 0:
+            bmp: tuple[int, ...] = ()
+        else:
+            _need(buf, _REPLAY_ESN.size + 4 * bmp_len, "xfrm_replay_state_esn bitmap")
+            bmp = struct.unpack_from(f"={bmp_len}I", buf, _REPLAY_ESN.size)
+        return cls(bmp_len, oseq, seq, oseq_hi, seq_hi, rw, tuple(bmp))
 
 
 @dataclass(frozen=True)
