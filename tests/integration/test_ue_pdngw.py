@@ -4,7 +4,6 @@ behind the PDN GW, detach, wrong K and unknown IMSI. Needs root (namespaces, TUN
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import subprocess
@@ -14,12 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from s2c.runtime.control import ControlClient, ControlError
+from s2c.testing.daemons import DaemonHost
 from s2c.testing.netns import NsPair
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
 
-ROOT = Path(__file__).resolve().parents[2]
 K = "465b5ce8b199b49faa5f0a2ee238a6bc"
 OPC = "cd63cb71954a9f4e48a5994e37a02baf"
 IMSI = "001010000000001"
@@ -29,14 +27,14 @@ CN6, CN4 = "2001:db8:5::10", "203.0.113.10"
 HA = "2001:db8:1::1"
 
 
-class Lab:
+class Lab(DaemonHost):
     """hss + pdngw in namespace b, ue in namespace a, joined by one veth (the 'radio')."""
 
     def __init__(self, workdir: Path, imsi: str = IMSI, k: str = K, subscribers: list | None = None,
                  pdngw_extra: dict | None = None, **ue_extra) -> None:
         self.pdngw_extra = pdngw_extra or {}
-        self.dir = workdir
-        self.prefix = f"s2ct-ue-{secrets.token_hex(2)}"
+        self.workdir = self.sockdir = workdir
+        self.run_id = self.prefix = f"s2ct-ue-{secrets.token_hex(2)}"
         self.pair = NsPair(self.prefix, a_addrs=[f"{UE4}/24", f"{UE6}/64"], b_addrs=[f"{PGW4}/24", f"{PGW6}/64"],
                            lo_b=[f"{CN6}/128", f"{CN4}/32", f"{HA}/128"])
         self.procs: dict[str, subprocess.Popen] = {}
@@ -46,73 +44,23 @@ class Lab:
                           "radios": {"veth-a": {"network": "wlan", "up": True}}, "dpd_interval": 1.0,
                           "retransmit_timeout": 0.3, "retransmit_tries": 3, **ue_extra}
 
-    def sock(self, node: str) -> str:
-        return str(self.dir / f"{node}.sock")
-
-    def ctl(self, node: str, timeout: float = 10) -> ControlClient:
-        return ControlClient(self.sock(node), timeout=timeout)
-
-    def _config(self, node: str, kind: str, params: dict, peers: dict) -> Path:
-        cfg = {"node": node, "kind": kind, "run_id": self.prefix, "control": self.sock(node),
-               "interfaces": {}, "peers": peers,
-               "params": {"pki": str(self.dir / "pki"), "keys": str(self.dir / "keys"), **params}}
-        path = self.dir / f"{node}.json"
-        path.write_text(json.dumps(cfg))
-        return path
-
-    def spawn(self, node: str, kind: str, side: str, params: dict, peers: dict) -> None:
-        path = self._config(node, kind, params, peers)
-        log = open(self.dir / f"{node}.log", "ab")
-        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-        self.procs[node] = self.pair.popen(side, [sys.executable, "-m", kind, "--config", str(path),
-                                                  "--log-level", "DEBUG"],
-                                           stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        log.close()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.procs[node].poll() is not None:
-                raise RuntimeError(f"{node} exited:\n{self.log(node)[-3000:]}")
-            try:
-                self.ctl(node, 1).call("status")
-                return
-            except ControlError:
-                time.sleep(0.05)
-        raise RuntimeError(f"{node} did not come up:\n{self.log(node)[-3000:]}")
-
-    def log(self, node: str) -> str:
-        return (self.dir / f"{node}.log").read_text(errors="replace")
+    def daemon_defaults(self) -> dict:
+        return {"pki": str(self.workdir / "pki"), "keys": str(self.workdir / "keys")}
 
     def start_hss(self) -> None:
-        self.spawn("hss", "hss", "b", {"db": str(self.dir / "hss.db"), "subscribers": self.subscribers,
+        self.spawn("hss", "hss", "b", {"db": str(self.workdir / "hss.db"), "subscribers": self.subscribers,
                                        "diameter": {"listen": ["127.0.0.1"], "port": 3868}}, {})
 
     def start_pdngw(self) -> None:
         self.spawn("pdngw", "pdngw", "b", {"s2c": {"ipv4": [PGW4], "ipv6": [PGW6]}, "ha_address": HA, "workers": 1,
                                            **self.pdngw_extra},
                    {"hss": {"node": "hss", "diameter": {"address": "127.0.0.1", "port": 3868}}})
-        # wait for the S6b connection
-        deadline = time.monotonic() + 10
-        while self.ctl("pdngw").call("status")["diameter"] != "open":
-            assert time.monotonic() < deadline, self.log("pdngw")[-3000:]
-            time.sleep(0.05)
+        self.wait(lambda: self.ctl("pdngw").call("status")["diameter"] == "open", 10,
+                  "the S6b connection\n" + self.log("pdngw")[-3000:])
 
     def start_ue(self) -> None:
         self.spawn("ue", "ue", "a", self.ue_params,
                    {"pdngw": {"node": "pdngw", "kind": "pdngw", "ipv4": [PGW4], "ipv6": [PGW6]}})
-
-    def stop(self, node: str) -> None:
-        p = self.procs.pop(node, None)
-        if p is None:
-            return
-        try:
-            self.ctl(node, 2).call("stop")
-        except ControlError:
-            pass
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
 
     def __enter__(self) -> "Lab":
         self.pair.__enter__()
@@ -129,13 +77,7 @@ class Lab:
         return self
 
     def close(self) -> None:
-        for node in ("ue", "pdngw", "hss"):
-            try:
-                self.stop(node)
-            except Exception:  # noqa: BLE001
-                pass
-        for p in self.procs.values():
-            p.kill()
+        self.stop_daemons()
         self.pair.close()
 
     def __exit__(self, *exc) -> None:
@@ -388,7 +330,7 @@ def test_forced_udp_encapsulation(workdir):
 
 def test_pdngw_reconnects_to_a_restarted_hss(workdir):
     with Lab(workdir) as lab:
-        lab.stop("hss")
+        lab.stop_daemon("hss")
         _wait(lambda: lab.ctl("pdngw").call("status")["diameter"] == "closed", what="S6b down")
         res = lab.ctl("ue", 30).call("attach", timeout=30, radio="veth-a", wait=15)
         assert res["state"] == "detached" and res["reason"] == "AUTHENTICATION_FAILED", res  # no AAA: no EAP

@@ -10,21 +10,16 @@ format). Daemons always stop through the control ``stop`` command, then are kill
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 from s2c import pki
-from s2c.runtime.control import ControlClient, ControlError
+from s2c.testing.daemons import DaemonHost
 
 from test_ike_lab import TSHARK_BAD, SwanLab, _seq
-
-ROOT = Path(__file__).resolve().parents[2]
 
 # addresses at/behind our PDN GW (on lo of side a) when it is ours; behind strongSwan (lo of side b)
 CN4, CN6 = "203.0.113.10", "2001:db8:5::10"       # our PDN GW's SGi side (case a)
@@ -33,16 +28,17 @@ DI_HA = "2001:db8:1::1"                             # our Home Agent address (on
 HOME_PREFIX, IPV4_POOL = "2001:db8:1::/48", "198.19.0.0/24"
 
 
-class DaemonSwanLab(SwanLab):
+class DaemonSwanLab(DaemonHost, SwanLab):
     """SwanLab whose side ``a`` runs our daemons. Namespaces ``s2ct-di-<n>-a/-b``; always torn down."""
 
     def __init__(self, tmp: Path, auth: str = "psk", **kw) -> None:
         super().__init__(tmp, auth, **kw)
-        self.prefix = f"s2ct-di-{os.getpid()}-{next(_seq)}"  # unique across concurrent pytest runs
+        self.run_id = self.prefix = f"s2ct-di-{os.getpid()}-{next(_seq)}"  # unique across concurrent pytest runs
         # control sockets need a short path (sun_path); pytest's tmp_path may be too long
         self.sockdir = Path(tempfile.mkdtemp(prefix="s2ct-di-"))
         self.procs: dict[str, subprocess.Popen] = {}
         self.keys = self.tmp / "keys"
+        self.workdir = self.tmp
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "DaemonSwanLab":
@@ -58,71 +54,13 @@ class DaemonSwanLab(SwanLab):
         return self
 
     def close(self) -> None:
-        for node in list(self.procs):
-            try:
-                self.stop_daemon(node)
-            except Exception:  # noqa: BLE001 - teardown must go on
-                pass
-        for p in self.procs.values():
-            try:
-                p.kill()
-                p.wait(5)
-            except Exception:  # noqa: BLE001
-                pass
-        self.procs.clear()
+        self.stop_daemons()
         super().close()
         shutil.rmtree(self.sockdir, ignore_errors=True)
 
-    # ------------------------------------------------------------------ daemons
-    def sock(self, node: str) -> str:
-        return str(self.sockdir / f"{node}.sock")
-
-    def ctl(self, node: str, timeout: float = 10) -> ControlClient:
-        return ControlClient(self.sock(node), timeout=timeout)
-
-    def log(self, node: str) -> str:
-        try:
-            return (self.tmp / f"{node}.log").read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def spawn(self, node: str, kind: str, params: dict, peers: dict | None = None, side: str = "a") -> None:
-        """Write ``<node>.json`` (docs/control.md) and run ``python -m <kind> --config`` in the namespace."""
-        assert self.pair is not None
-        cfg = {"node": node, "kind": kind, "run_id": self.prefix, "control": self.sock(node), "interfaces": {},
-               "peers": peers or {}, "params": {"keys": str(self.keys), **params}}
-        path = self.tmp / f"{node}.json"
-        path.write_text(json.dumps(cfg, indent=1))
-        log = open(self.tmp / f"{node}.log", "ab")
-        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-        self.procs[node] = self.pair.popen(side, [sys.executable, "-m", kind, "--config", str(path),
-                                                  "--log-level", "DEBUG"],
-                                           stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        log.close()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.procs[node].poll() is not None:
-                raise RuntimeError(f"{node} exited:\n{self.log(node)[-3000:]}")
-            try:
-                self.ctl(node, 1).call("status")
-                return
-            except (ControlError, OSError):
-                time.sleep(0.05)
-        raise RuntimeError(f"{node} did not come up:\n{self.log(node)[-3000:]}")
-
-    def stop_daemon(self, node: str) -> None:
-        p = self.procs.pop(node, None)
-        if p is None:
-            return
-        try:
-            self.ctl(node, 2).call("stop")
-        except (ControlError, OSError):
-            pass
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
+    # ------------------------------------------------------------------ daemons (s2c.testing.daemons)
+    def daemon_defaults(self) -> dict:
+        return {"keys": str(self.keys)}
 
     def add_lo(self, side: str, *addrs: str) -> None:
         assert self.pair is not None
@@ -136,18 +74,6 @@ class DaemonSwanLab(SwanLab):
         if self.pki is not None:
             return self.pki
         return pki.ensure_pki(self.tmp / f"pki-{name}", fqdn="pdngw.s2c.test")
-
-    # ------------------------------------------------------------------ waiting
-    @staticmethod
-    def wait(pred, timeout: float = 5.0, what: str = ""):
-        deadline = time.monotonic() + timeout
-        while True:
-            v = pred()
-            if v:
-                return v
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            time.sleep(0.05)
 
     def ping_ok(self, side: str, src: str, dst: str, count: int = 3) -> tuple[bool, str]:
         res = self.ping(side, src, dst, count)

@@ -67,7 +67,7 @@ def start_pdngw(lab: DaemonSwanLab, extra: dict | None = None) -> None:
               "ha_address": DI_HA, "ipv4_pool": IPV4_POOL, **(extra or {})}
     if lab.pki is None:
         params.update(auth="psk", psk=PSK)
-    lab.spawn("pdngw", "pdngw", params)
+    lab.spawn("pdngw", "pdngw", "a", params)
 
 
 def _pdngw_sa(lab: DaemonSwanLab) -> dict | None:
@@ -187,7 +187,7 @@ def start_ue(lab: DaemonSwanLab, extra: dict | None = None) -> None:
         params.update(auth="psk", psk=PSK)
     else:
         params.update(auth="cert", cert=str(lab.pki.cert("ue1")), key=str(lab.pki.key("ue1")))
-    lab.spawn("ue", "ue", params, {"pdngw": {"node": "gw", "kind": "pdngw",
+    lab.spawn("ue", "ue", "a", params, {"pdngw": {"node": "gw", "kind": "pdngw",
                                              "ipv6" if ":" in lab.b else "ipv4": [lab.b]}})
 
 
