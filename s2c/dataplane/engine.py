@@ -25,11 +25,13 @@ from collections import Counter
 from typing import Any, NamedTuple
 
 from s2c.codec.esp import NON_ESP_MARKER, EspError, IpProto, UnknownSpi
+from s2c.dataplane.gso import GsoError, segment
 from s2c.esp.sa import Direction, EspSa, Mode
 from s2c.esp.spd import Policy, PolicyAction, Sad, Selector, Spd, selectors_from_ts
 
 BATCH = 256
 RCVBUF = 4 << 20
+TUN_READ = 65536 + 64  # a TSO super-packet: up to 65535 bytes of IP + the 10-byte virtio_net_hdr
 _SPI = struct.Struct("!I")
 # UDP GSO/GRO (Linux >= 5.0): the tx loop hands runs of equal-sized ESP datagrams to the kernel as one
 # sendmsg with UDP_SEGMENT; the rx socket sets UDP_GRO so such a run (or packets the kernel coalesced)
@@ -98,6 +100,7 @@ class Engine:
         raw4: socket.socket | None = None,
         raw6: socket.socket | None = None,
         busy_poll_us: int = 0,
+        vnet: bool | None = None,
     ) -> None:
         if role not in ("tx", "rx", "both"):
             raise ValueError(role)
@@ -131,7 +134,9 @@ class Engine:
         self._pend_route: Any = None
         self._pend_size = 0
         self._pend_bytes = 0
-        self.vnet = False  # TUN opened with IFF_VNET_HDR (detected in run())
+        # TUN opened with IFF_VNET_HDR: detected in run() unless given (tests use a socketpair as TUN)
+        self._vnet_given = vnet
+        self.vnet = bool(vnet)
         self._run: list[bytes] = []  # coalescing run: first whole packet, then TCP payloads
         self._run_key = b""
         self._run_seq = 0
@@ -144,7 +149,7 @@ class Engine:
     def run(self) -> None:
         ep = select.epoll()
         handlers: dict[int, Any] = {self.ctrl.fileno(): self._on_ctrl}
-        if self.tun_fd >= 0:
+        if self.tun_fd >= 0 and self._vnet_given is None:
             from s2c.dataplane.tun import tun_has_vnet_hdr
 
             self.vnet = tun_has_vnet_hdr(self.tun_fd)
@@ -207,12 +212,17 @@ class Engine:
         try:
             for _ in range(BATCH):
                 try:
-                    pkt = read(fd, 65536)
+                    pkt = read(fd, TUN_READ)
                 except BlockingIOError:
                     return
                 n += 1
                 if vnet:
-                    pkt = pkt[10:]  # our offloads are off: the header is all zero
+                    if pkt[0] or pkt[1]:
+                        # offloads on (TunDevice(tso=True)): a TCP super-packet to segment or a
+                        # CHECKSUM_PARTIAL packet to complete (virtio_net_hdr flags / gso_type)
+                        dropped += self._on_tun_offload(pkt)
+                        continue
+                    pkt = pkt[10:]  # a plain packet: all-zero header
                 pol = lookup(pkt)
                 if pol is None or pol.action is not protect or pol.sa is None:
                     dropped += 1
@@ -226,6 +236,27 @@ class Engine:
             self.stats["tun_rx"] += n
             if dropped:
                 self.stats["no_policy"] += dropped
+
+    def _on_tun_offload(self, pkt: bytes) -> int:
+        """One TUN read with a non-zero virtio_net_hdr: segment (GSO) or complete the checksum, then one
+        SPD lookup for all segments (they share every selector field). Returns 1 if dropped for lack
+        of a policy; a bad header is counted apart (``tun_gso_errors``)."""
+        try:
+            segs = segment(pkt, memoryview(pkt)[10:])
+        except GsoError:
+            self.stats["tun_gso_errors"] += 1
+            return 0
+        pol = self.spd.lookup_packet(segs[0])
+        if pol is None or pol.action is not PolicyAction.PROTECT or pol.sa is None:
+            return 1
+        k = len(segs)
+        if k > 1:
+            self.stats["tun_tso_rx"] += 1
+            self.stats["tun_tso_segs"] += k
+        sa, send = pol.sa, self._send_esp
+        for seg in segs:
+            send(sa, seg, None)
+        return 0
 
     def _dest(self, sa: EspSa) -> tuple[Any, tuple[str, int]]:
         """(sendto, address) for an outbound SA: UDP 4500 (RFC 3948) or raw IP protocol 50."""

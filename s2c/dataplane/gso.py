@@ -205,32 +205,41 @@ def _segment_tcp(packet: bytes | memoryview, version: int, flags: int, hdr_len: 
     ack = hdr[toff + 8:toff + 12]
     win = hdr[toff + 14:toff + 16]
     opts = hdr[toff + 18:hl]
-    pack = struct.pack
+    # FIN/PSH only on the last segment, CWR only on the first (tcp_gso_segment)
+    fl_mid = tcp_flags & ~(_FIN | _PSH | _CWR)
+    fl_first = tcp_flags & ~(_FIN | _PSH)
+    fl_last = tcp_flags & ~_CWR
+    const += thl + (doff << 8)
+    shift = 8 if mss & 1 else 0  # an odd-length segment is summed as if padded with one zero byte
+    from_bytes = int.from_bytes
+    if version == 4:
+        hs = struct.Struct(f"!2sHH4sH{toff - 12}s4sI4sBB2sH{thl - 18}s").pack
+        ip_const += toff + thl
+    else:
+        hs = struct.Struct(f"!4sH{toff - 6}s4sI4sBB2sH{thl - 18}s").pack
+        plen0 = toff - 40 + thl
     out = []
-    last = n - mss
     mv = packet if isinstance(packet, memoryview) else memoryview(packet)
-    i = 0
-    for off in range(hl, n, mss):
+    k = (n - hl + mss - 1) // mss
+    for i in range(k):
+        off = hl + i * mss
         data = mv[off:off + mss]
-        dlen = len(data)
-        fl = tcp_flags
-        if off < last:
-            fl &= ~(_FIN | _PSH)
-        if i:
-            fl &= ~_CWR
-        tcp_len = thl + dlen
-        seq = (seq0 + off - hl) & 0xFFFFFFFF
-        total = (const + tcp_len + (seq >> 16) + (seq & 0xFFFF) + (doff << 8 | fl) + _payload_sum(data))
-        csum = -total % 0xFFFF
-        if version == 4:
-            tot = toff + tcp_len
-            ipid = (id0 + i) & 0xFFFF
-            ipc = -(ip_const + tot + ipid) % 0xFFFF
-            h = b"".join((head, pack("!HH", tot, ipid), mid, pack("!H", ipc), tail, ports, pack("!I", seq),
-                          ack, pack("!BB", doff, fl), win, pack("!H", csum), opts))
+        if i == k - 1:
+            dlen = n - off
+            fl = tcp_flags if k == 1 else fl_last
+            psum = from_bytes(data, "big") << (8 if dlen & 1 else 0)
         else:
-            h = b"".join((head, pack("!H", toff - 40 + tcp_len), mid, ports, pack("!I", seq), ack,
-                          pack("!BB", doff, fl), win, pack("!H", csum), opts))
+            dlen = mss
+            fl = fl_first if i == 0 else fl_mid
+            psum = from_bytes(data, "big") << shift
+        seq = (seq0 + i * mss) & 0xFFFFFFFF
+        csum = -(const + dlen + (seq >> 16) + (seq & 0xFFFF) + fl + psum) % 0xFFFF
+        if version == 4:
+            ipid = (id0 + i) & 0xFFFF
+            tot = dlen + toff + thl
+            h = hs(head, tot, ipid, mid, -(ip_const + dlen + ipid) % 0xFFFF, tail, ports, seq, ack, doff, fl,
+                   win, csum, opts)
+        else:
+            h = hs(head, plen0 + dlen, mid, ports, seq, ack, doff, fl, win, csum, opts)
         out.append(h + data)
-        i += 1
     return out

@@ -19,6 +19,12 @@ IFF_NO_PI = 0x1000
 IFF_MULTI_QUEUE = 0x0100
 IFF_VNET_HDR = 0x4000  # every read/write starts with a struct virtio_net_hdr (10 bytes): GSO writes
 TUNGETIFF = 0x800454D2
+TUNSETOFFLOAD = 0x400454D0  # _IOW('T', 208, unsigned int): offloads the reader handles (include/uapi/linux/if_tun.h)
+TUN_F_CSUM = 0x01  # reads may be CHECKSUM_PARTIAL (virtio_net_hdr NEEDS_CSUM): the reader completes them
+TUN_F_TSO4 = 0x02  # reads may be TCPv4 GSO super-packets (up to 64 KB): the reader segments them
+TUN_F_TSO6 = 0x04
+TUN_F_TSO_ECN = 0x08  # ... also with CWR set on the first segment
+TSO_OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN
 VNET_HDR_LEN = 10
 IFNAMSIZ = 16
 
@@ -55,10 +61,19 @@ def tun_has_vnet_hdr(fd: int) -> bool:
     return bool(struct.unpack_from("H", ifr, 16)[0] & IFF_VNET_HDR)
 
 
+def set_offload(fd: int, offloads: int) -> None:
+    """TUNSETOFFLOAD: tell the kernel which offloads the reader handles (0: none, every read is a
+    complete packet with its checksums)."""
+    fcntl.ioctl(fd, TUNSETOFFLOAD, offloads)
+
+
 class TunDevice:
     """A layer-3 TUN interface (IFF_TUN | IFF_NO_PI): every read/write is one raw IPv4/IPv6 packet,
     preceded by a 10-byte struct virtio_net_hdr if ``vnet_hdr`` (the default: the data plane writes
-    coalesced TCP segments as one GSO packet; no offloads are enabled, so reads carry a zero header)."""
+    coalesced TCP segments as one GSO packet). With ``tso`` (needs ``vnet_hdr``) the device offers
+    checksum offload and TSO (TUNSETOFFLOAD CSUM|TSO4|TSO6|TSO_ECN): the local TCP stack hands it
+    super-packets of up to 64 KB that the reader segments (``s2c.dataplane.gso``); without it reads
+    carry an all-zero header. ``tso`` is silently off without ``vnet_hdr``."""
 
     def __init__(
         self,
@@ -69,6 +84,7 @@ class TunDevice:
         queues: int = 1,
         up: bool = True,
         vnet_hdr: bool = True,
+        tso: bool = False,
     ) -> None:
         if not 0 < len(name.encode()) < IFNAMSIZ:
             raise ValueError(f"bad interface name {name!r}")
@@ -76,6 +92,7 @@ class TunDevice:
         self.mtu = mtu
         self.queues = queues
         self.vnet_hdr = vnet_hdr
+        self.tso = tso and vnet_hdr
         flags = IFF_TUN | IFF_NO_PI | (IFF_MULTI_QUEUE if queues > 1 else 0) | (IFF_VNET_HDR if vnet_hdr else 0)
         self.fds: list[int] = []
         try:
@@ -83,6 +100,8 @@ class TunDevice:
                 fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
                 self.fds.append(fd)
                 fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), flags))
+            if self.tso:
+                set_offload(self.fds[0], TSO_OFFLOADS)  # a device property: one queue is enough
             _netlink(lambda: self._configure(mtu, txqueuelen, list(addresses), up))
         except BaseException:
             self.close()

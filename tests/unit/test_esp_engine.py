@@ -12,6 +12,7 @@ import time
 import pytest
 
 from s2c.dataplane.engine import Engine
+from s2c.dataplane.gso import GsoType, VnetFlags, VnetHdr, ones_sum, segment
 from s2c.esp.sa import EspSa
 
 KEY_AB = bytes(range(20))
@@ -25,7 +26,7 @@ def ipv4(src: str, dst: str, proto: int = 17, payload: bytes = b"\x00\x01\x00\x0
 
 
 class Harness:
-    def __init__(self, role: str = "both", busy_poll_us: int = 0):
+    def __init__(self, role: str = "both", busy_poll_us: int = 0, vnet: bool | None = None):
         self.tun_app, tun_eng = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.ctrl, ctrl_eng = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.up, up_eng = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -40,7 +41,7 @@ class Harness:
         self.ctrl.settimeout(5)
         self._keep = (tun_eng, ctrl_eng, up_eng)
         self.engine = Engine(role, ctrl=ctrl_eng, upcall=up_eng, tun_fd=tun_eng.fileno(), udp4=self.udp,
-                             busy_poll_us=busy_poll_us)
+                             busy_poll_us=busy_poll_us, vnet=vnet)
         self.thread = threading.Thread(target=self.engine.run, daemon=True)
         self.thread.start()
 
@@ -63,6 +64,19 @@ class Harness:
 @pytest.fixture
 def h():
     harness = Harness()
+    yield with_sas(harness)
+    harness.close()
+
+
+@pytest.fixture
+def hv():
+    """The engine reading a TUN opened with IFF_VNET_HDR (every read/write has a virtio_net_hdr)."""
+    harness = Harness(vnet=True)
+    yield with_sas(harness)
+    harness.close()
+
+
+def with_sas(harness: Harness) -> Harness:
     peer_port = harness.peer.getsockname()[1]
     # our inbound SA (peer -> us) with selectors, our outbound SA (us -> peer)
     sa_in = EspSa(spi=0xAB00, direction="in", mode="tunnel", encr=20, encr_key=KEY_AB, remote="127.0.0.1",
@@ -75,8 +89,7 @@ def h():
                                 "dport": (0, 65535)}, 0xBA00, "protect", 0)
     harness.peer_out = EspSa(spi=0xAB00, direction="out", mode="tunnel", encr=20, encr_key=KEY_AB)
     harness.peer_in = EspSa(spi=0xBA00, direction="in", mode="tunnel", encr=20, encr_key=KEY_BA)
-    yield harness
-    harness.close()
+    return harness
 
 
 def stats(h):
@@ -259,3 +272,72 @@ def test_no_busy_poll_by_default(h):
     assert h.engine.stats["busy_polls"] == 0
     with pytest.raises(ValueError):
         Engine("both", ctrl=h.ctrl, upcall=h.up, busy_poll_us=-1)
+
+
+# ---------------------------------------------------------------- TSO from the TUN (virtio_net_hdr reads)
+def tcp4(payload: bytes, seq: int = 5000, flags: int = 0x18, src: str = "10.8.0.1", dst: str = "10.9.0.7") -> bytes:
+    """An IPv4/TCP packet (timestamps option) as a TSO device gets it: checksum field = pseudo-header sum."""
+    opts = b"\x01\x01\x08\x0a" + struct.pack("!II", 1, 2)
+    tcp = struct.pack("!HHIIBBHHH", 40000, 5201, seq, 77, (32 // 4) << 4, flags, 500, 0, 0) + opts
+    total = 20 + len(tcp) + len(payload)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 0x1234, 0x4000, 64, 6, 0, socket.inet_aton(src),
+                     socket.inet_aton(dst))
+    ip = ip[:10] + struct.pack("!H", (0xFFFF - ones_sum(ip)) or 0xFFFF) + ip[12:]
+    pseudo = ones_sum(ip[12:20] + struct.pack("!HH", 6, len(tcp) + len(payload)))
+    return ip + tcp[:16] + struct.pack("!H", pseudo) + tcp[18:] + payload
+
+
+def tcp_ok(seg: bytes) -> bool:
+    ihl = (seg[0] & 15) * 4
+    return ones_sum(seg[12:20] + struct.pack("!HH", 6, len(seg) - ihl) + seg[ihl:]) == 0xFFFF \
+        and ones_sum(seg[:ihl]) == 0xFFFF
+
+
+def test_tso_super_packet_is_segmented_then_encrypted(hv):
+    payload = bytes(range(256)) * 16  # 4096 bytes, MSS 1400 -> 1400 + 1400 + 1296
+    pkt = tcp4(payload)
+    vh = VnetHdr(VnetFlags.NEEDS_CSUM, GsoType.TCPV4, 52, 1400, 20, 16).pack()
+    hv.tun_app.send(vh + pkt)
+    segs = [hv.peer_in.decapsulate(hv.peer.recv(4096)) for _ in range(3)]
+    assert all(nh == 4 for nh, _ in segs)
+    inner = [p for _, p in segs]
+    assert inner == segment(vh, pkt)  # exactly the pure segmenter's output, in order
+    assert [len(p) for p in inner] == [52 + 1400, 52 + 1400, 52 + 1296]
+    assert b"".join(p[52:] for p in inner) == payload
+    assert all(tcp_ok(p) for p in inner)
+    assert [struct.unpack_from("!I", p, 24)[0] for p in inner] == [5000, 6400, 7800]
+    assert [p[33] for p in inner] == [0x10, 0x10, 0x18]  # PSH only on the last segment
+    st = stats(hv)
+    assert st["tun_tso_rx"] == 1 and st["tun_tso_segs"] == 3 and st["esp_tx"] == 3 and st["tun_rx"] == 1
+    assert st["esp_tx"] == hv.call("stats")["sas"][0xBA00]["packets_out"]
+
+
+def test_needs_csum_packet_is_completed(hv):
+    """A non-GSO CHECKSUM_PARTIAL read (TUN_F_CSUM): the checksum is filled in before encryption."""
+    pkt = tcp4(b"small")
+    hv.tun_app.send(VnetHdr(VnetFlags.NEEDS_CSUM, 0, 0, 0, 20, 16).pack() + pkt)
+    nh, inner = hv.peer_in.decapsulate(hv.peer.recv(4096))
+    assert nh == 4 and inner[:36] == pkt[:36] and inner[38:] == pkt[38:] and tcp_ok(inner)
+    assert not tcp_ok(pkt)  # it was partial
+    hv.tun_app.send(bytes(10) + pkt)  # an all-zero header: sent as it is
+    assert hv.peer_in.decapsulate(hv.peer.recv(4096)) == (4, pkt)
+
+
+def test_bad_vnet_header_counted_and_dropped(hv):
+    big = tcp4(b"u" * 3000)
+    hv.tun_app.send(VnetHdr(VnetFlags.NEEDS_CSUM, GsoType.UDP_L4, 28, 1400, 20, 6).pack() + big)  # USO
+    hv.tun_app.send(VnetHdr(VnetFlags.NEEDS_CSUM, GsoType.TCPV4, 52, 1400, 20, 16).pack() + big[:-1])  # length
+    hv.tun_app.send(VnetHdr(VnetFlags.NEEDS_CSUM, GsoType.TCPV4, 52, 1400, 20, 16).pack()
+                    + tcp4(b"v" * 3000, dst="203.0.113.1"))  # no policy: dropped after one lookup
+    good = ipv4("10.8.0.1", "10.9.0.7")
+    hv.tun_app.send(bytes(10) + good)
+    assert hv.peer_in.decapsulate(hv.peer.recv(4096)) == (4, good)  # the engine still forwards
+    st = stats(hv)
+    assert st["tun_gso_errors"] == 2 and st["no_policy"] == 1 and st["esp_tx"] == 1 and st["tun_rx"] == 4
+
+
+def test_vnet_rx_writes_carry_a_header(hv):
+    """With IFF_VNET_HDR the decrypted packet reaches the TUN behind a (plain) virtio_net_hdr."""
+    good = ipv4("10.9.0.5", "10.8.0.1")
+    hv.peer.sendto(hv.peer_out.encapsulate(good), ("127.0.0.1", hv.port))
+    assert hv.tun_app.recv(4096) == bytes(10) + good
