@@ -345,6 +345,11 @@ class KernelEspBackend:
         _netlink(run)
 
     @staticmethod
+    def bypass_socket(s: socket.socket) -> None:
+        """Let this socket's packets skip every XFRM policy (e.g. the daemon's IKE port 500 sockets)."""
+        KernelEspBackend._bypass(s, AF_INET6 if s.family == socket.AF_INET6 else AF_INET)
+
+    @staticmethod
     def _bypass(s: socket.socket, family: int) -> None:
         """Per-socket ALLOW policy in both directions: this socket's packets skip the SPD."""
         level, opt = (socket.IPPROTO_IPV6, IPV6_XFRM_POLICY) if family == AF_INET6 else (socket.IPPROTO_IP, IP_XFRM_POLICY)

@@ -245,3 +245,16 @@ def test_send_transport_without_a_matching_sa_is_false():
     b.install_child_sa(transport(), priority=10)
     assert b.send_transport(b"\0" * 8, 135, "2001:db8::1", "2001:db8::99") is False
     assert b.send_transport(b"\0" * 8, 6, "2001:db8::1", "2001:db8::2") is False
+
+
+def test_bypass_socket_sets_both_directions():
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("IP_XFRM_POLICY needs CAP_NET_ADMIN")
+    for fam in (socket.AF_INET, socket.AF_INET6):
+        s = socket.socket(fam, socket.SOCK_DGRAM)
+        try:
+            KernelEspBackend.bypass_socket(s)  # raises OSError if the kernel refuses the policy
+        finally:
+            s.close()
