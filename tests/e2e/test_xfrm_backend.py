@@ -382,6 +382,72 @@ def test_policies_read_back_with_iproute2(lab, which):
     assert leftovers(lab.a) == NOTHING
 
 
+NO_XFRMI = _kernel_config().get("CONFIG_XFRM_INTERFACE", "") == "n"
+
+
+@pytest.mark.skipif(not NO_XFRMI, reason="only where the kernel has no XFRM interfaces")
+def test_xfrm_interface_missing_here_falls_back_to_tun(lab):
+    ag = lab.agent(lab.a)
+    ag("new", check=False, interface="xfrmi")
+    with pytest.raises(AgentError) as ei:
+        ag("start")
+    assert ei.value.kind == "XfrmBackendError" and "cannot create XFRM interface esp0" in ei.value.text
+    assert leftovers(lab.a) == NOTHING
+    ag("new", check=False, interface="auto", tun_addresses=["10.77.1.1/32", "2001:db8:77:1::1/128"],
+       routes=["10.77.2.0/24"])
+    assert ag("start") == "tun"
+    link = sh(lab.a, "ip", "-d", "link", "show", "esp0").stdout
+    assert "tun" in link and "UP" in link
+    addrs = sh(lab.a, "ip", "addr", "show", "dev", "esp0").stdout
+    assert "10.77.1.1/32" in addrs and "2001:db8:77:1::1/128" in addrs
+    assert "10.77.2.0/24 dev esp0" in sh(lab.a, "ip", "route").stdout
+    ag("stop")
+    assert leftovers(lab.a) == NOTHING
+
+
+KERNEL_ERRORS = r"""
+import errno, json
+from s2c.dataplane import xfrm_nl as nl
+from s2c.dataplane.xfrm import XfrmSocket
+T = nl.XfrmMsgType
+x = XfrmSocket()
+out = {}
+def attempt(name, t, body):
+    try:
+        x.request(t, body, what=name)
+        out[name] = None
+    except nl.XfrmKernelError as e:
+        out[name] = [e.errno, e.msg_type, e.ext_msg, str(e)]
+attempt("delsa", T.XFRM_MSG_DELSA, nl.XfrmSaIdMsg(nl.XfrmUsersaId("192.0.2.2", 0x4242, nl.AF_INET)))
+pol = nl.XfrmPolicyMsg(nl.XfrmUserpolicyInfo(sel=nl.XfrmSelector("10.2.0.0", "10.1.0.0", family=nl.AF_INET,
+                       prefixlen_d=16, prefixlen_s=16), dir=1))
+attempt("newpolicy", T.XFRM_MSG_NEWPOLICY, pol)
+attempt("newpolicy_again", T.XFRM_MSG_NEWPOLICY, pol)
+attempt("delpolicy", T.XFRM_MSG_DELPOLICY, nl.XfrmPolicyIdMsg(nl.XfrmUserpolicyId(pol.info.sel, 0, 1)))
+attempt("delpolicy_again", T.XFRM_MSG_DELPOLICY, nl.XfrmPolicyIdMsg(nl.XfrmUserpolicyId(pol.info.sel, 0, 1)))
+from s2c.esp.sa import EspSa
+sa = EspSa(spi=0x1000, direction="out", mode="tunnel", encr=20, encr_key=bytes(20), local="192.0.2.1", remote="192.0.2.2")
+attempt("newsa_gcm", T.XFRM_MSG_NEWSA, nl.sa_from_esp(sa))
+print(json.dumps(out))
+"""
+
+
+@no_esp_here
+def test_kernel_errors_decode_into_typed_errors(lab):
+    """Real kernel replies through XfrmSocket: ESRCH, EEXIST, ENOENT and the ESP refusal with its
+    extended-ACK text, each an XfrmKernelError naming the request."""
+    import errno
+
+    r = sh(lab.a, sys.executable, "-c", KERNEL_ERRORS)
+    out = json.loads(r.stdout)
+    assert out["delsa"][0] == errno.ESRCH and out["delsa"][1] == nl.XfrmMsgType.XFRM_MSG_DELSA
+    assert out["newpolicy"] is None and out["newpolicy_again"][0] == errno.EEXIST
+    assert out["delpolicy"] is None and out["delpolicy_again"][0] == errno.ENOENT
+    e = out["newsa_gcm"]
+    assert e[1] == nl.XfrmMsgType.XFRM_MSG_NEWSA and e[0] > 0 and "AEAD" in e[2]  # extended ACK from the kernel
+    assert e[3].startswith("kernel refused XFRM_MSG_NEWSA (newsa_gcm)")
+
+
 @no_esp_here
 def test_bypass_and_block_policies_read_back(lab):
     ag = lab.agent(lab.a)
