@@ -453,7 +453,10 @@ class KernelEspBackend:
         mode = getattr(sa.mode, "value", sa.mode)
         if sa.direction.value == "out" and not sa.esn:
             # soft expiry near the 32-bit sequence limit -> XFRM_MSG_EXPIRE -> ("rekey_needed", spi)
-            kw.setdefault("lft", nl.XfrmLifetimeCfg(soft_packet_limit=(1 << 32) - getattr(sa, "rekey_margin", 1 << 16)))
+            # (the kernel's packet count restarts on a re-install, the carried sequence number does not)
+            sent = kw["replay"].oseq if kw.get("replay") is not None else 0
+            kw.setdefault("lft", nl.XfrmLifetimeCfg(
+                soft_packet_limit=max(1, (1 << 32) - getattr(sa, "rekey_margin", 1 << 16) - sent)))
         return nl.sa_from_esp(sa, reqid=reqid, if_id=self._if_id_for(mode), **kw)
 
     def _install_sa(self, sa: Any, reqid: int, **kw: Any) -> None:

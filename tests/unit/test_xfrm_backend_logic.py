@@ -172,6 +172,7 @@ def test_update_peer_reinstalls_with_sequence_and_moves_policies():
     b.update_peer(0x102, "192.0.2.3", 4501, local="192.0.2.9")
     new_out = k.sas[("192.0.2.3", 0x102)]
     assert new_out.info.saddr == "192.0.2.9" and new_out.encap.dport == 4501 and new_out.replay.oseq == 77
+    assert new_out.info.lft.soft_packet_limit == (1 << 32) - (1 << 16) - 77
     new_in = k.sas[("192.0.2.9", 0x101)]
     assert new_in.info.saddr == "192.0.2.3" and new_in.encap.sport == 4501
     assert new_in.replay_esn is not None  # the 1024-packet inbound window came back from GETSA
