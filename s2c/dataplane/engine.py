@@ -253,9 +253,32 @@ class Engine:
         if k > 1:
             self.stats["tun_tso_rx"] += 1
             self.stats["tun_tso_segs"] += k
-        sa, send = pol.sa, self._send_esp
+        sa = pol.sa
+        route = self._routes.get(sa.spi)
+        if route is None or (route[2] and self.gso):  # UDP GSO runs: queued by _send_esp
+            for seg in segs:
+                self._send_esp(sa, seg, None)
+            return 0
+        # raw ESP / plain UDP: the per-packet part of _send_esp, with the route looked up once
+        enc, sendto, addr = sa.encapsulate, route[0], route[1]
+        sent = errors = 0
         for seg in segs:
-            send(sa, seg, None)
+            try:
+                esp = enc(seg)
+            except EspError:
+                self.stats["seq_overflow"] += 1
+                self._report_rekey(sa)
+                break
+            try:
+                sendto(esp, addr)
+                sent += 1
+            except OSError:
+                errors += 1
+        self.stats["esp_tx"] += sent
+        if errors:
+            self.stats["send_errors"] += errors
+        if sa.rekey_needed and sa.spi not in self._rekey_reported:
+            self._report_rekey(sa)
         return 0
 
     def _dest(self, sa: EspSa) -> tuple[Any, tuple[str, int]]:

@@ -24,6 +24,8 @@ zero byte, i.e. multiply by 256). So the checksum of non-zero data is ``-total %
 from __future__ import annotations
 
 import struct
+import sys
+import warnings
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 
@@ -95,8 +97,43 @@ def ones_sum(buf: bytes | memoryview) -> int:
 
 
 def _payload_sum(buf: bytes | memoryview) -> int:
+    """A value congruent (mod 0xFFFF) to the ones'-complement sum of ``buf`` (not reduced)."""
     n = int.from_bytes(buf, "big")
     return n << 8 if len(buf) & 1 else n
+
+
+# Faster word sum for segment payloads (~1.5 instead of ~2.5 us per 1400 bytes here): audioop (C, in the
+# standard library up to Python 3.12) sums 16-bit samples. bias() adds 0x8000 to every word modulo 2^16,
+# so the signed samples it leaves are (word - 0x8000) exactly; findfactor(x, ones) is sum(x) / n as a
+# double (exact after rounding: |sum| < 2^31). Samples are native-endian: on a little-endian host that
+# sums byte-swapped words, and the ones'-complement sum of swapped words is the swapped sum (RFC 1071 §2).
+try:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import audioop as _audioop  # deprecated in 3.11, removed in 3.13: then the int path is used
+except ImportError:  # pragma: no cover - Python >= 3.13
+    _audioop = None
+_ONES = memoryview(b"\x01\x00" * 32768 if sys.byteorder == "little" else b"\x00\x01" * 32768)
+_SWAP = sys.byteorder == "little"
+
+
+def _word_sum_audioop(buf: bytes | memoryview) -> int:
+    """Same contract as ``_payload_sum`` (reduced), computed with audioop; ``buf`` shorter than 64 KiB."""
+    n = len(buf)
+    even = n & ~1
+    r = 0
+    if even:
+        half = even >> 1
+        x = _audioop.bias(buf[:even] if n & 1 else buf, 2, 0x8000)
+        r = (round(_audioop.findfactor(x, _ONES[:even]) * half) + 0x8000 * half) % 0xFFFF
+        if _SWAP:
+            r = ((r & 0xFF) << 8) | (r >> 8)
+    if n & 1:
+        r += buf[n - 1] << 8
+    return r
+
+
+_word_sum = _word_sum_audioop if _audioop is not None else _payload_sum
 
 
 def segment(vnet_hdr: bytes | memoryview | VnetHdr, packet: bytes | memoryview) -> list[bytes]:
@@ -210,8 +247,7 @@ def _segment_tcp(packet: bytes | memoryview, version: int, flags: int, hdr_len: 
     fl_first = tcp_flags & ~(_FIN | _PSH)
     fl_last = tcp_flags & ~_CWR
     const += thl + (doff << 8)
-    shift = 8 if mss & 1 else 0  # an odd-length segment is summed as if padded with one zero byte
-    from_bytes = int.from_bytes
+    word_sum = _word_sum
     if version == 4:
         hs = struct.Struct(f"!2sHH4sH{toff - 12}s4sI4sBB2sH{thl - 18}s").pack
         ip_const += toff + thl
@@ -227,11 +263,10 @@ def _segment_tcp(packet: bytes | memoryview, version: int, flags: int, hdr_len: 
         if i == k - 1:
             dlen = n - off
             fl = tcp_flags if k == 1 else fl_last
-            psum = from_bytes(data, "big") << (8 if dlen & 1 else 0)
         else:
             dlen = mss
             fl = fl_first if i == 0 else fl_mid
-            psum = from_bytes(data, "big") << shift
+        psum = word_sum(data)
         seq = (seq0 + i * mss) & 0xFFFFFFFF
         csum = -(const + dlen + (seq >> 16) + (seq & 0xFFFF) + fl + psum) % 0xFFFF
         if version == 4:

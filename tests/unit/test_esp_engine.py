@@ -341,3 +341,18 @@ def test_vnet_rx_writes_carry_a_header(hv):
     good = ipv4("10.9.0.5", "10.8.0.1")
     hv.peer.sendto(hv.peer_out.encapsulate(good), ("127.0.0.1", hv.port))
     assert hv.tun_app.recv(4096) == bytes(10) + good
+
+
+def test_tso_segments_stop_at_sequence_overflow(hv):
+    cfg = EspSa(spi=0xBA00, direction="out", mode="tunnel", encr=20, encr_key=KEY_BA, remote="127.0.0.1",
+                udp_encap=True, remote_port=hv.peer.getsockname()[1]).to_config()
+    cfg["seq"] = 0xFFFFFFFF - 2  # two sequence numbers left
+    hv.call("add_sa", cfg)
+    vh = VnetHdr(VnetFlags.NEEDS_CSUM, GsoType.TCPV4, 52, 1000, 20, 16).pack()
+    hv.tun_app.send(vh + tcp4(b"s" * 3000))  # three segments
+    assert hv.upcall() == ("rekey_needed", 0xBA00)
+    hv.peer.recv(4096)
+    hv.peer.recv(4096)
+    time.sleep(0.2)
+    st = stats(hv)
+    assert st["esp_tx"] == 2 and st["seq_overflow"] == 1
