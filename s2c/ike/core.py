@@ -227,6 +227,12 @@ class IkeResponder(_CoreBase):
     def send_eap_request(self, sa_id: int, eap: bytes, now: float) -> None:
         self._cmd(sa_id, now, "send_eap_request", eap, now)
 
+    def prepare_auth(self, sa_id: int, now: float) -> bool:
+        """While the AAA server answers the first DER: make this session's IDr + CERT + AUTH for the first
+        IKE_AUTH response ahead (see :meth:`IkeSa.prepare_auth`); False when there is nothing to prepare."""
+        sa = self._sas.get(sa_id)
+        return sa.prepare_auth(now) if sa is not None else False
+
     def eap_success(self, sa_id: int, msk: bytes | None, now: float, eap: bytes | None = None) -> None:
         self._cmd(sa_id, now, "eap_success", msk, now, eap)
 

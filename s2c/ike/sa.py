@@ -14,6 +14,7 @@ import struct
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import lru_cache
 from typing import Callable
 
 from cryptography import x509
@@ -319,6 +320,7 @@ class IkeSa:
         self._eap_success_seen = False
         self._eap_mode = False
         self._deferred: tuple[int, Addr] | None = None  # responder: (mid, addr) of an unanswered IKE_AUTH
+        self._prepared_auth: list | None = None  # responder, EAP: IDr + CERT + AUTH made ahead (prepare_auth)
         self._ike_rekey_at: float | None = None
         self._ike_created: float | None = None
         self._expiring = False
@@ -558,10 +560,8 @@ class IkeSa:
             return [c.AuthPayload(AuthMethod.SHARED_KEY_MESSAGE_INTEGRITY_CODE,
                                   authmod.shared_key_auth(self.ctx.suite.prf, cred.secret, octets))]
         if isinstance(cred, CertAuth):
-            der = cred.certificate.public_bytes(serialization.Encoding.DER)
-            certs = [c.CertPayload(c.CertEncoding.X509_CERT_SIGNATURE, der)]
-            certs += [c.CertPayload(c.CertEncoding.X509_CERT_SIGNATURE, x.public_bytes(serialization.Encoding.DER))
-                      for x in cred.chain]
+            certs = [c.CertPayload(c.CertEncoding.X509_CERT_SIGNATURE, _cert_der(x))
+                     for x in (cred.certificate, *cred.chain)]
             return certs + [authmod.sign(cred.method, cred.private_key, octets, self._peer_hashes)]
         raise ProtocolError("no credentials to produce AUTH with")
 
@@ -626,10 +626,10 @@ class IkeSa:
         if not certs:
             raise authmod.AuthError("signature AUTH without a certificate")
         try:
-            cert = x509.load_der_x509_certificate(certs[0].data)
+            cert = _load_cert(certs[0].data)
         except ValueError as e:
             raise authmod.AuthError(f"bad certificate: {e}") from e
-        authmod.check_certificate(cert, self.config.trusted_certs)
+        _check_certificate(cert, self.config.trusted_certs)
         if self.config.check_id_in_cert:
             authmod.check_id_matches_cert(id_payload, cert)
         authmod.verify(a, cert.public_key(), octets)
@@ -1100,13 +1100,29 @@ class IkeSa:
         self._deferred = None
         return d
 
+    def _first_auth_payloads(self) -> list:
+        """IDr + our CERT/AUTH for the first IKE_AUTH response (RFC 7296 §2.15, §2.16)."""
+        idr = self._my_idr()
+        octets_r = authmod.signed_octets(self._init_resp, self._ni, self.ctx.suite.prf, self.ctx.keys.sk_pr, idr)
+        return [idr] + self._my_auth(octets_r)
+
+    def prepare_auth(self, now: float) -> bool:
+        """Responder, EAP: make the first IKE_AUTH response's IDr + CERT + AUTH now, while the AAA server
+        works on the first EAP round (they depend only on IKE_SA_INIT and our identity, RFC 7296 §2.15),
+        so :meth:`send_eap_request` only adds the EAP payload. A no-op (False) in any other state."""
+        if (self.is_ue or self.state != SaState.EAP_WAIT_SERVER or self._deferred is None
+                or self._deferred[0] != 1 or self._prepared_auth is not None):
+            return False
+        self._prepared_auth = self._first_auth_payloads()
+        return True
+
     def send_eap_request(self, eap: bytes, now: float) -> None:
         mid, addr = self._deferred_target("send_eap_request")
         ps: list = []
         if mid == 1:
-            idr = self._my_idr()
-            octets_r = authmod.signed_octets(self._init_resp, self._ni, self.ctx.suite.prf, self.ctx.keys.sk_pr, idr)
-            ps = [idr] + self._my_auth(octets_r)
+            ps = self._prepared_auth if self._prepared_auth is not None else self._first_auth_payloads()
+            ps = list(ps)
+            self._prepared_auth = None
         ps.append(c.EapPayload(eap))
         self._respond(self.ctx, ExchangeType.IKE_AUTH, mid, ps, addr)
         self.state = SaState.EAP_IN_PROGRESS
@@ -1659,6 +1675,26 @@ class IkeSa:
         elif not self.is_ue and self.state != SaState.IDLE and now >= self.created + t.half_open_timeout:
             self._close(ev.IkeSaFailed(self.sa_id, None, "half-open IKE SA timed out")
                         if self.state != SaState.INIT_DONE else None)
+
+
+@lru_cache(maxsize=32)
+def _cert_der(cert: x509.Certificate) -> bytes:
+    """Our own certificate's DER for the CERT payload, encoded once per certificate."""
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+@lru_cache(maxsize=64)
+def _load_cert(der: bytes) -> x509.Certificate:
+    """A peer's certificate parsed once per DER encoding (a UE sees the same PDN GW certificate on every
+    attach); a malformed one raises ValueError each time (exceptions are not cached)."""
+    return x509.load_der_x509_certificate(der)
+
+
+@lru_cache(maxsize=64)
+def _check_certificate(cert: x509.Certificate, trusted: tuple[x509.Certificate, ...]) -> None:
+    """:func:`authmod.check_certificate` remembered for certificates that passed (it is a pure function
+    of the two: issuer signature only, no validity period or revocation); failures are never cached."""
+    authmod.check_certificate(cert, trusted)
 
 
 def _ct_eq(a: bytes, b: bytes) -> bool:
