@@ -91,8 +91,12 @@ class DiameterConnection:
         self.peername = writer.get_extra_info("peername")
 
     # ---- public ------------------------------------------------------------------------------
-    async def request(self, msg: DiameterMessage) -> DiameterMessage:
-        """Send a request and wait for its answer (raises DiameterTimeout / DiameterConnectionClosed)."""
+    async def request(self, msg: DiameterMessage,
+                      after_send: Callable[[], None] | None = None) -> DiameterMessage:
+        """Send a request and wait for its answer (raises DiameterTimeout / DiameterConnectionClosed).
+
+        ``after_send``: called once the request has been handed to the socket (right after the flush
+        that writes it), while the answer is awaited - for work that can overlap the peer's."""
         if self.closed.is_set():
             raise DiameterConnectionClosed(self.close_reason or "closed")
         try:
@@ -101,7 +105,9 @@ class DiameterConnection:
             raise DiameterConnectionClosed(str(exc)) from None
         fut: asyncio.Future[DiameterMessage] = self._loop.create_future()
         self._futures[msg.hop_by_hop] = fut
-        self._after_input()
+        self._after_input()  # schedules the flush (call_soon) unless one is pending already
+        if after_send is not None:
+            self._loop.call_soon(after_send)  # FIFO: runs after that flush has written the request
         return await fut
 
     def send_answer(self, answer: DiameterMessage) -> None:
