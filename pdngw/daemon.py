@@ -14,6 +14,7 @@ Params (docs/control.md; all optional except what the lab writes):
     cookie_threshold: half-open IKE SAs before COOKIEs are asked (default 50)
     workers:      data plane worker processes, 1 or 2 (default 1 on <= 2 CPUs, else 2)
     busy_poll_us: data plane busy-poll window after traffic (default 20000; 0 = always sleep in epoll)
+    dataplane:    ``userspace`` (default), ``xfrm`` (kernel ESP, where the kernel has it) or ``auto``
     keys:         folder for Wireshark key files (default <run dir>/keys)
     interop:      ``auth`` (``cert`` default, or ``psk``), ``psk`` (also accepted from PSK initiators),
                   ``cert``/``key`` (PEM paths instead of the run PKI's), ``id`` (IDr instead of fqdn),
@@ -51,6 +52,7 @@ from s2c.ike import events as ev
 from s2c.ike.events import ChildMode
 from s2c.pki import DEFAULT_PDNGW_FQDN, ensure_pki
 from s2c.runtime.control import ControlError, Handler
+from s2c.runtime.dataplane import choose_backend, loose_rp_filter, make_dataplane, stop_dataplane
 from s2c.runtime.node import NodeDaemon
 
 from pdngw.relay import EapSuccess, SendEapRequest, dea_action, identity_response
@@ -153,6 +155,9 @@ class PdnGwDaemon(NodeDaemon):
 
         self.workers = int(p.get("workers") or default_workers())
         self.busy_poll_us = int(p.get("busy_poll_us", DEFAULT_BUSY_POLL_US))
+        self.dataplane_param = p.get("dataplane")
+        choose_backend(self.dataplane_param, probe=lambda: (False, "not probed yet"))  # bad names fail at load
+        self.dataplane = "userspace"
         rd = run_dir_of(config)
         keys = p.get("keys") or (rd / "keys" if rd is not None else None)
         self.keylog = KeyLog(None if keys is None else Path(keys))
@@ -212,13 +217,14 @@ class PdnGwDaemon(NodeDaemon):
         local = (self.s2c4 or self.s2c6)[0]
         self.responder = IkeResponder(cfg, (local, 500), os.urandom, allocator=self.pool.allocate,
                                       cookie_threshold=self.cookie_threshold)
-        from s2c.dataplane.plane import DataPlane
-
         routes = [str(self.pool.net)] + ([str(self.pool.v4)] if self.pool.v4 else [])
         # port 4500 on every address (the lab lists all of the node's addresses as S2c ones)
-        self.dp = DataPlane(tun_name="esp0", routes=routes, bind4="0.0.0.0" if self.s2c4 else None,
-                            bind6="::" if self.s2c6 else None, workers=self.workers,
-                            busy_poll_us=self.busy_poll_us)
+        self.dp, self.dataplane, why = make_dataplane(
+            self.dataplane_param, tun_name="esp0", routes=routes, bind4="0.0.0.0" if self.s2c4 else None,
+            bind6="::" if self.s2c6 else None, workers=self.workers, busy_poll_us=self.busy_poll_us)
+        self.log.info("ESP data plane: %s (%s)", self.dataplane, why)
+        if self.dataplane == "xfrm":
+            loose_rp_filter()
         await loop.run_in_executor(None, self.dp.start)
         await loop.run_in_executor(None, self.dp.stats)  # returns once every worker process runs its loop
         # the plane strips the non-ESP marker: put it back so the core knows the peer floated to 4500
@@ -246,12 +252,8 @@ class PdnGwDaemon(NodeDaemon):
                 pass
             self._diam = None
         self.io.close()
-        if self.dp is not None:
-            try:
-                self.dp.stop()
-            except Exception:  # noqa: BLE001
-                self.log.exception("data plane stop")
-            self.dp = None
+        stop_dataplane(self.dp, self.log)
+        self.dp = None
         if self._profile is not None:
             self._profile[0].disable()
             self._profile[0].dump_stats(self._profile[1])
@@ -426,7 +428,7 @@ class PdnGwDaemon(NodeDaemon):
                 for ch in self._children.get(e.sa_id, []):
                     for spi in (ch.spi_out, ch.spi_in):
                         try:
-                            self.dp.update_peer(spi, e.remote_addr[0], e.remote_addr[1])
+                            self.dp.update_peer(spi, e.remote_addr[0], e.remote_addr[1], local=e.local_addr[0])
                         except Exception:  # noqa: BLE001
                             self.counters["dp_errors"] += 1
         elif isinstance(e, (ev.IkeSaDeleted, ev.PeerDead, ev.IkeSaFailed, ev.AuthenticationFailed)):
@@ -477,6 +479,7 @@ class PdnGwDaemon(NodeDaemon):
             "fqdn": self.fqdn,
             "hss": (self.config.peers or {}).get("hss"),
             "diameter": "open" if self._diam_ready.is_set() else "closed",
+            "dataplane": self.dataplane,
             "ike_sas": len(sas),
             "established": states.get("established", 0),
             "states": states,

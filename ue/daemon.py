@@ -8,7 +8,8 @@ Params (docs/control.md): ``imsi``, ``k``, ``opc`` or ``op``, ``sqn`` (the USIM'
 ``retransmit_timeout`` (s, default 0.5), ``retransmit_tries`` (default 4), ``reattach`` (default true),
 ``ike_rekey_time`` / ``child_rekey_time`` (s, default 3600 / 1200: the UE rekeys, RFC 7296 §2.8),
 ``workers`` (data plane processes, default 1 on <= 2 CPUs, else 2), ``busy_poll_us`` (data plane
-busy-poll window after traffic, default 20000; 0 = always sleep in epoll), ``keys`` (Wireshark key files, default <run dir>/keys);
+busy-poll window after traffic, default 20000; 0 = always sleep in epoll), ``dataplane`` (``userspace``
+default, ``xfrm`` = kernel ESP where the kernel has it, ``auto``; docs/dataplane.md), ``keys`` (Wireshark key files, default <run dir>/keys);
 interop: ``auth`` (``eap`` default, ``psk`` with ``psk``, ``cert`` with ``cert``/``key`` PEM paths),
 ``ue_id`` (IDi instead of the NAI), ``pdngw_id`` (IDr instead of ``pdngw_fqdn``), ``check_id_in_cert``,
 ``force_encap`` (fake NAT-D source hash: ESP in UDP 4500 even without a NAT, for kernel-libipsec peers),
@@ -48,6 +49,7 @@ from s2c.ike import events as ev
 from s2c.ike.events import ChildMode
 from s2c.pki import DEFAULT_PDNGW_FQDN
 from s2c.runtime.control import ControlError, Handler
+from s2c.runtime.dataplane import choose_backend, loose_rp_filter, make_dataplane, stop_dataplane
 from s2c.runtime.node import NodeDaemon
 
 from s2c.runtime.ike_io import (
@@ -103,6 +105,9 @@ class UeDaemon(NodeDaemon):
 
         self.workers = int(p.get("workers") or default_workers())
         self.busy_poll_us = int(p.get("busy_poll_us", DEFAULT_BUSY_POLL_US))
+        self.dataplane_param = p.get("dataplane")
+        choose_backend(self.dataplane_param, probe=lambda: (False, "not probed yet"))  # bad names fail at load
+        self.dataplane = "userspace"
         window = SqnWindow.starting_at(int(p["sqn"])) if p.get("sqn") else SqnWindow()
         self.window = window  # one USIM for the daemon's life: SQN freshness spans re-attaches
         rd = run_dir_of(config)
@@ -143,9 +148,11 @@ class UeDaemon(NodeDaemon):
         loop = asyncio.get_running_loop()
         self._lock = asyncio.Lock()
         self.ipr = _ThreadedIPRoute()
-        from s2c.dataplane.plane import DataPlane
-
-        self.dp = DataPlane(tun_name="esp0", workers=self.workers, busy_poll_us=self.busy_poll_us)
+        self.dp, self.dataplane, why = make_dataplane(self.dataplane_param, tun_name="esp0", workers=self.workers,
+                                                      busy_poll_us=self.busy_poll_us)
+        self.log.info("ESP data plane: %s (%s)", self.dataplane, why)
+        if self.dataplane == "xfrm":
+            loose_rp_filter()
         await loop.run_in_executor(None, self.dp.start)
         await loop.run_in_executor(None, self.dp.stats)  # returns once every worker process runs its loop
         self.dp.set_ike_handler(lambda data, addr: self._on_datagram(data, (addr[0], addr[1]), None))
@@ -169,12 +176,8 @@ class UeDaemon(NodeDaemon):
         self._timer.cancel()
         self.io.close()
         self._unconfigure_hoa()
-        if self.dp is not None:
-            try:
-                self.dp.stop()
-            except Exception:  # noqa: BLE001
-                self.log.exception("data plane stop")
-            self.dp = None
+        stop_dataplane(self.dp, self.log)
+        self.dp = None
         if self.ipr is not None:
             self.ipr.close()
             self.ipr = None
@@ -536,7 +539,7 @@ class UeDaemon(NodeDaemon):
                 for ch in self.children.values():
                     for spi in (ch.spi_out, ch.spi_in):
                         try:
-                            self.dp.update_peer(spi, e.remote_addr[0], e.remote_addr[1])
+                            self.dp.update_peer(spi, e.remote_addr[0], e.remote_addr[1], local=e.local_addr[0])
                         except Exception:  # noqa: BLE001
                             self.counters["dp_errors"] += 1
         elif isinstance(e, ev.AuthenticationFailed):
@@ -795,6 +798,7 @@ class UeDaemon(NodeDaemon):
             "coa": self.coa,
             "pdngw": self.pgw,
             "hoa": {"ipv4": self.hoa4, "ipv6": self.hoa6},
+            "dataplane": self.dataplane,
             "home_prefix": self.hnp,
             "ha": self.ha,
             "ike": self.ike.state.value if self.ike is not None else None,

@@ -345,8 +345,9 @@ class DataPlane:
         for r in roles:
             self._call(r, "remove_sa", spi)
 
-    def update_peer(self, spi: int, addr: str, port: int = IKE_NATT_PORT) -> None:
-        """Move an SA to a new peer address/port (MOBIKE, RFC 4555 §3.5)."""
+    def update_peer(self, spi: int, addr: str, port: int = IKE_NATT_PORT, local: str | None = None) -> None:
+        """Move an SA to a new peer address/port (MOBIKE, RFC 4555 §3.5). ``local`` (the new local address)
+        is for the kernel backend's SA identity; here the outer source follows routing."""
         for r in self._ctrl:
             self._call(r, "update_peer", spi, addr, port)
         if spi in self.sas:

@@ -437,6 +437,16 @@ class Runner:
         log.info("backend %s built in %.2f s", self.backend_name, time.monotonic() - t0)
         with contextlib.suppress(Exception):
             self.result.capabilities = dict(self.backend.capabilities())
+        ipsec = {name: str((n.params or {}).get("dataplane") or "userspace") for name, n in topo.nodes.items()
+                 if _kind(n) in ("ue", "pdngw")}
+        if ipsec and "esp" in self.result.capabilities:
+            # which ESP data plane the daemons run, and whether this kernel could do ESP itself
+            esp = self.result.capabilities["esp"]
+            kinds = sorted(set(ipsec.values()))
+            self.console.phase("ESP data plane: " + ", ".join(
+                f"{k} ({', '.join(sorted(n for n, v in ipsec.items() if v == k))})" for k in kinds)
+                + ("; kernel ESP available (params dataplane: xfrm selects it)" if esp
+                   else "; this kernel has no ESP, so the xfrm backend cannot run here"))
         self._start_daemons()
         self.ctx = RunContext(self.scenario, self.backend, self.run_id, self.run_dir, self.sockets, log,
                               self.processes, getattr(self.scenario, "settings", None))

@@ -208,6 +208,9 @@ class UdpIke:
                 except OSError:
                     pass
             sock.bind((a, port))
+            bypass = getattr(self.dataplane, "bypass_socket", None)
+            if bypass is not None:  # kernel ESP: IKE itself must never be caught by an IPsec policy
+                bypass(sock)
             sock.setblocking(False)
             local = (a, sock.getsockname()[1])
             tr, _ = await loop.create_datagram_endpoint(lambda local=local: _Proto(self.on_datagram, local), sock=sock)

@@ -357,3 +357,21 @@ def test_ue_crash_and_new_attach_replaces_the_old_sa(workdir):
         r = lab.pair.run("a", ["ping", "-n", "-c", "2", "-i", "0.2", "-W", "2", "-I", res2["hoa"]["ipv6"], CN6],
                          check=False)
         assert r.returncode == 0, r.stdout
+
+
+def test_xfrm_dataplane_is_refused_here_with_the_reason(workdir):
+    """params.dataplane: xfrm on a kernel without ESP: the pdngw says why and exits (no half-started node)."""
+    from s2c.dataplane.xfrm import kernel_esp_available
+
+    ok, _ = kernel_esp_available()
+    if ok:
+        pytest.skip("this kernel has ESP: the xfrm backend starts (tests/e2e/test_xfrm_backend.py)")
+    lab = Lab(workdir, pdngw_extra={"dataplane": "xfrm"})
+    lab.pair.__enter__()
+    try:
+        lab.start_hss()
+        with pytest.raises(RuntimeError) as ei:
+            lab.start_pdngw()
+        assert "kernel ESP not available here" in str(ei.value), str(ei.value)[-2000:]
+    finally:
+        lab.close()
