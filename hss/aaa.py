@@ -10,6 +10,13 @@ carries an EAP-Payload; the answer is a DEA with:
 * Experimental-Result 5001 DIAMETER_ERROR_USER_UNKNOWN (vendor 10415) + EAP-Failure for an IMSI the
   HSS does not know.
 
+With ``av_prefetch`` the AAA function keeps one spare authentication vector per IMSI (the way a 3GPP
+AAA server may hold AVs it fetched from the HSS, TS 33.402 §6.2; RFC 4187 §1): a full authentication
+takes the spare if it is younger than ``av_max_age`` and not a re-synchronisation, and
+:meth:`AaaFunction.refill` - called by the daemon after the DEA has been written - fetches the next
+one, so the Milenage vector, the SQN store and the SWx round trip are off the first DER's path. A spare
+that went stale (the USIM saw a later SQN elsewhere) ends in the usual AUTS re-synchronisation.
+
 When the AKA server needs a vector, the AAA function asks the HSS function over SWx MAR/MAA through
 the real message path: :class:`LoopbackSwx` serialises the MAR, the HSS handler parses it, its MAA is
 serialised and parsed again here - the same bytes a separate 3GPP AAA server would exchange with the
@@ -126,6 +133,8 @@ class AaaFunction:
         network_name: str = "WLAN",
         profile: Callable[[str], Any] | None = None,
         hss_realm: str | None = None,
+        av_prefetch: bool = False,
+        av_max_age: float = 30.0,
     ) -> None:
         if method not in ("aka", "aka'"):
             raise ValueError(f"method must be aka or aka', got {method!r}")
@@ -143,6 +152,11 @@ class AaaFunction:
         self.sessions: OrderedDict[str, Session] = OrderedDict()
         self._swx_sessions = itertools.count(1)
         self._boot = int.from_bytes(rng(4), "big")
+        self.av_prefetch = av_prefetch
+        self.av_max_age = av_max_age
+        self._spare: OrderedDict[str, tuple[AuthVector, float, int | None]] = OrderedDict()  # imsi -> (AV, at, SQN)
+        self._refill: list[str] = []  # IMSIs whose spare vector was used (refill() fetches the next)
+        self._now = 0.0
 
     # -- housekeeping -------------------------------------------------------------------------------
     def session_count(self) -> int:
@@ -153,6 +167,8 @@ class AaaFunction:
         dead = [sid for sid, s in self.sessions.items() if now - s.last_seen > self.session_timeout]
         for sid in dead:
             del self.sessions[sid]
+        for imsi in [i for i, (_, at, _) in self._spare.items() if now - at > self.av_max_age]:
+            del self._spare[imsi]
         self.counters["s6b_sessions_timed_out"] += len(dead)
         return len(dead)
 
@@ -184,6 +200,7 @@ class AaaFunction:
             self.counters["s6b_sessions"] += 1
         sess.last_seen = now
         sess.rounds += 1
+        self._now = now
         srv = sess.server
         try:
             if not der.eap_payload:
@@ -210,47 +227,94 @@ class AaaFunction:
         while (ev := srv.next_event()) is not None:
             if isinstance(ev, VectorRequired):
                 sess.imsi = ev.imsi
-                self._fetch_vector(sess, ev)
+                if not self._use_spare(sess, ev):
+                    self._fetch_vector(sess, ev)
             elif isinstance(ev, AuthenticationSucceeded):
                 sess.imsi = ev.imsi
                 sess.msk = ev.msk
             elif isinstance(ev, AuthenticationFailed):
                 sess.fail_reason = ev.reason
 
-    def _fetch_vector(self, sess: Session, ev: VectorRequired) -> None:
-        """SWx MAR -> MAA through the real message path (see :class:`LoopbackSwx`)."""
+    def _use_spare(self, sess: Session, ev: VectorRequired) -> bool:
+        """Give the server this IMSI's spare vector, if prefetching, fresh and not a re-synchronisation."""
+        if not self.av_prefetch:
+            return False
+        spare = self._spare.pop(ev.imsi, None)
+        if ev.resync or spare is None or self._now - spare[1] > self.av_max_age:
+            if spare is not None:
+                self.counters["av_spare_dropped"] += 1
+            return False
+        av, _, sqn = spare
+        sess.sqn = sqn
+        self.counters["av_spare_used"] += 1
+        self._refill.append(ev.imsi)
+        sess.server.provide_vector(av, primed=self.eap_type == EapType.AKA_PRIME)
+        return True
+
+    def _mar(self, imsi: str, resync: tuple[bytes, bytes] | None) -> tuple[str, AuthVector | None, int | None]:
+        """SWx MAR -> MAA through the real message path (see :class:`LoopbackSwx`):
+        ("ok", vector, SQN) or (failure reason, None, result code)."""
         sid = make_session_id(self.identity.origin_host, self._boot, next(self._swx_sessions), "swx")
         mar = build_mar(
-            self.identity, session_id=sid, destination_realm=self.hss_realm, user_name=ev.imsi,
-            scheme=self.scheme, resync_authorization=(ev.resync[0] + ev.resync[1]) if ev.resync else None,
+            self.identity, session_id=sid, destination_realm=self.hss_realm, user_name=imsi,
+            scheme=self.scheme, resync_authorization=(resync[0] + resync[1]) if resync else None,
             anid=self.network_name if self.eap_type == EapType.AKA_PRIME else None, rat_type=0,
         )
         try:
             maa = MultimediaAuthAnswer.from_message(self.swx.request(mar))
         except (DiameterDecodeError, RuntimeError) as exc:
             log.error("SWx answer unusable: %s", exc)
-            sess.hss_result = ResultCode.DIAMETER_UNABLE_TO_COMPLY
-            sess.server.vector_failed("hss_error")
-            return
-        sess.sqn = getattr(self.swx, "last_sqn", None)
+            return "hss_error", None, ResultCode.DIAMETER_UNABLE_TO_COMPLY
+        sqn = getattr(self.swx, "last_sqn", None)
         if maa.experimental_result == (VENDOR_3GPP, ExperimentalResultCode.DIAMETER_ERROR_USER_UNKNOWN):
-            sess.unknown_user = True
-            sess.server.vector_failed("user_unknown")
-            return
+            return "user_unknown", None, None
         if not maa.is_success or not maa.items:
-            sess.hss_result = maa.result_code or (maa.experimental_result or (0, 0))[1]
-            sess.server.vector_failed(f"hss_{sess.hss_result}")
-            return
+            code = maa.result_code or (maa.experimental_result or (0, 0))[1]
+            return f"hss_{code}", None, code
         it = maa.items[0]
         if (it.authenticate is None or len(it.authenticate) != 32 or it.authorization is None
                 or it.confidentiality_key is None or it.integrity_key is None):
-            sess.hss_result = ResultCode.DIAMETER_UNABLE_TO_COMPLY
-            sess.server.vector_failed("hss_bad_vector")
-            return
-        av = AuthVector(rand=it.authenticate[:16], xres=it.authorization, autn=it.authenticate[16:],
-                        ck=it.confidentiality_key, ik=it.integrity_key)
+            return "hss_bad_vector", None, ResultCode.DIAMETER_UNABLE_TO_COMPLY
         # For EAP-AKA' the HSS returned CK'/IK' for our ANID (TS 29.273 §8.1.2.1.1).
+        return "ok", AuthVector(rand=it.authenticate[:16], xres=it.authorization, autn=it.authenticate[16:],
+                                ck=it.confidentiality_key, ik=it.integrity_key), sqn
+
+    def _fetch_vector(self, sess: Session, ev: VectorRequired) -> None:
+        """Ask the HSS function for a vector (SWx MAR/MAA) and give it to the session's server."""
+        status, av, extra = self._mar(ev.imsi, ev.resync)
+        if av is None:
+            if status == "user_unknown":
+                sess.unknown_user = True
+            else:
+                sess.hss_result = extra
+            sess.server.vector_failed(status)
+            return
+        sess.sqn = extra
+        if self.av_prefetch:
+            self._refill.append(ev.imsi)
         sess.server.provide_vector(av, primed=self.eap_type == EapType.AKA_PRIME)
+
+    @property
+    def refill_pending(self) -> bool:
+        return bool(self._refill)
+
+    def refill(self, now: float) -> int:
+        """Fetch a spare vector for each IMSI whose vector a full authentication just took (call it
+        after the DEA has been sent: the SWx work then overlaps the UE's); returns how many were stored."""
+        stored = 0
+        while self._refill:
+            imsi = self._refill.pop(0)
+            if imsi in self._spare:
+                continue
+            status, av, sqn = self._mar(imsi, None)
+            if av is None:
+                self.counters["av_refill_failed"] += 1
+                continue
+            if len(self._spare) >= MAX_SESSIONS:
+                self._spare.popitem(last=False)
+            self._spare[imsi] = (av, now, sqn)
+            stored += 1
+        return stored
 
     def _answer(self, req: DiameterMessage, sess: Session) -> DiameterMessage:
         srv = sess.server

@@ -13,6 +13,9 @@
     network_name: access network name / ANID for EAP-AKA' (AT_KDF_INPUT, SWx ANID; default WLAN)
     sqn_reserve: SQNs persisted ahead per fsync (default 32; 1 = one fsync per vector)
     session_timeout: seconds an unfinished S6b EAP session lives (default 60)
+    av_prefetch: the AAA function keeps one spare vector per IMSI, fetched after each DEA that used
+                 one (default true; false: a SWx MAR/MAA on every full authentication)
+    av_max_age:  seconds a spare vector may wait for its authentication (default 30)
 
 Each TCP connection drives a sans-IO :class:`s2c.diameter.peer.DiameterPeer` in the responder role
 (RFC 6733 §5.6): CER/CEA (5010 and close without a common application), DWR/DWA, DPR/DPA,
@@ -211,6 +214,9 @@ class HssDaemon(NodeDaemon):
         self.db_path = p.get("db") or os.path.join(os.path.dirname(config.control) or ".", f"{config.node}-hss.db")
         self.sqn_reserve = int(p.get("sqn_reserve", 32))
         self.session_timeout = float(p.get("session_timeout", 60.0))
+        self.av_prefetch = bool(p.get("av_prefetch", True))
+        self.av_max_age = float(p.get("av_max_age", 30.0))
+        self._refill_scheduled = False
         self.network_name = str(p.get("network_name", "WLAN"))
         self.initial_subscribers = list(p.get("subscribers") or [])
         self.identity = LocalIdentity(
@@ -251,6 +257,8 @@ class HssDaemon(NodeDaemon):
             counters=self.counters,
             network_name=self.network_name,
             profile=self.store.get,
+            av_prefetch=self.av_prefetch,
+            av_max_age=self.av_max_age,
         )
         loop = asyncio.get_running_loop()
         for host in self.listen:
@@ -328,7 +336,12 @@ class HssDaemon(NodeDaemon):
             if app == ApplicationId.SWX_3GPP and cmd == CommandCode.MULTIMEDIA_AUTH:
                 return self.hss.handle_mar(req)  # type: ignore[union-attr]
             if app == ApplicationId.S6B_3GPP and cmd == CommandCode.DIAMETER_EAP:
-                return self.aaa.handle_der(req, self.loop_time())  # type: ignore[union-attr]
+                answer = self.aaa.handle_der(req, self.loop_time())  # type: ignore[union-attr]
+                if self.aaa.refill_pending and not self._refill_scheduled:  # type: ignore[union-attr]
+                    # after the caller has written this DEA: the next vector is made while the UE works
+                    self._refill_scheduled = True
+                    asyncio.get_running_loop().call_soon(self._refill)
+                return answer
         except DiameterDecodeError as exc:
             self.counters["malformed"] += 1
             self.log.warning("peer %s: malformed request (%s)", conn.address, exc)
@@ -343,6 +356,19 @@ class HssDaemon(NodeDaemon):
             self.log.exception("peer %s: request %d/%d failed", conn.address, app, cmd)
             return build_error_answer(req, self.identity, ResultCode.DIAMETER_UNABLE_TO_COMPLY)
         return build_error_answer(req, self.identity, ResultCode.DIAMETER_COMMAND_UNSUPPORTED)
+
+    def _refill(self) -> None:
+        self._refill_scheduled = False
+        if self.aaa is None:
+            return
+        try:
+            self.aaa.refill(self.loop_time())
+        except (StoreError, sqlite3.Error) as exc:
+            self.counters["store_error"] += 1
+            self.log.error("spare vector refill: store error %s", exc)
+        except Exception:  # noqa: BLE001 - a refill never takes the daemon down
+            self.counters["internal_error"] += 1
+            self.log.exception("spare vector refill failed")
 
     @staticmethod
     def loop_time() -> float:

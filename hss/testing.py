@@ -105,6 +105,8 @@ class HssLauncher:
               log_level: str = "INFO", **params: Any) -> HssProcess:
         n = self._n
         self._n += 1
+        # one SWx MAR per full authentication unless a test asks for the daemon's spare vectors
+        params.setdefault("av_prefetch", False)
         db = self.workdir / f"hss{n}.db"
         cfg = {
             "node": f"hss{n}",
