@@ -801,11 +801,11 @@ class IkeSa:
             if asg is not None:
                 addr = asg.home_address if spec.version == 6 else asg.ipv4
             if addr is None and proposing and self.is_ue and self.config.cp_request:
-                return TrafficSelector.any(spec.version, spec.ip_protocol)
+                return _ts_any(spec.version, spec.ip_protocol)
             if addr is None:
-                ip = ipaddress.ip_address((self.local_addr if local else self.remote_addr)[0])
+                ip = _ip((self.local_addr if local else self.remote_addr)[0])
                 if ip.version != spec.version:
-                    return TrafficSelector.any(spec.version, spec.ip_protocol)
+                    return _ts_any(spec.version, spec.ip_protocol)
                 addr = ip
         else:
             # the network side: the Home Agent address or the IKE address
@@ -813,12 +813,14 @@ class IkeSa:
             if asg is not None:
                 addr = asg.ha_address if spec.version == 6 else asg.ha_address4
             if addr is None and proposing and self.is_ue and self.config.cp_request:
-                return TrafficSelector.any(spec.version, spec.ip_protocol)
+                return _ts_any(spec.version, spec.ip_protocol)
             if addr is None:
-                ip = ipaddress.ip_address((self.local_addr if local else self.remote_addr)[0])
+                ip = _ip((self.local_addr if local else self.remote_addr)[0])
                 if ip.version != spec.version:
-                    return TrafficSelector.any(spec.version, spec.ip_protocol)
+                    return _ts_any(spec.version, spec.ip_protocol)
                 addr = ip
+        if isinstance(addr, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+            return TrafficSelector(addr, addr, spec.ip_protocol, 0, 65535)  # = from_address, without re-parsing
         return TrafficSelector.from_address(addr, spec.ip_protocol)
 
     def _make_child_offer(self, child: ChildConfig, with_dh: bool, rekey_of: ChildSa | None) -> _ChildOffer:
@@ -1675,6 +1677,18 @@ class IkeSa:
         elif not self.is_ue and self.state != SaState.IDLE and now >= self.created + t.half_open_timeout:
             self._close(ev.IkeSaFailed(self.sa_id, None, "half-open IKE SA timed out")
                         if self.state != SaState.INIT_DONE else None)
+
+
+@lru_cache(maxsize=16)
+def _ts_any(version: int, ip_protocol: int) -> TrafficSelector:
+    """The all-addresses selector of a family (immutable, so one object serves every CHILD SA)."""
+    return TrafficSelector.any(version, ip_protocol)
+
+
+@lru_cache(maxsize=256)
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An IKE endpoint address parsed once (the same few addresses come back on every message)."""
+    return ipaddress.ip_address(text)
 
 
 @lru_cache(maxsize=32)
