@@ -81,6 +81,7 @@ class DataPlane:
         cpus: tuple[int, ...] = (),
         nice: int = 0,
         busy_poll_us: int = 0,
+        tso: bool | None = None,
     ) -> None:
         if workers not in (1, 2):
             raise ValueError("workers must be 1 (one loop) or 2 (tx and rx loops)")
@@ -102,6 +103,9 @@ class DataPlane:
         if busy_poll_us < 0:
             raise ValueError("busy_poll_us must be >= 0")
         self.busy_poll_us = busy_poll_us
+        # TSO from the TUN (docs/dataplane.md, "Batching"): None = environment S2C_ESP_TSO ("0" turns
+        # it off, for A/B measurements), else on
+        self.tso = tso if tso is not None else os.environ.get("S2C_ESP_TSO", "1") != "0"
         self.tun: TunDevice | None = None
         self._socks: dict[str, socket.socket] = {}
         self._ctrl: dict[str, socket.socket] = {}
@@ -124,7 +128,7 @@ class DataPlane:
             return
         try:
             self.tun = TunDevice(self.tun_name, mtu=self.mtu, txqueuelen=self.txqueuelen,
-                                 addresses=self.tun_addresses)
+                                 addresses=self.tun_addresses, tso=self.tso)
             for r in self.routes:
                 self.tun.add_route(r)
             self._open_sockets()
