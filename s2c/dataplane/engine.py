@@ -217,7 +217,7 @@ class Engine:
                     return
                 n += 1
                 if vnet:
-                    if pkt[0] or pkt[1]:
+                    if pkt[:2] != b"\0\0":
                         # offloads on (TunDevice(tso=True)): a TCP super-packet to segment or a
                         # CHECKSUM_PARTIAL packet to complete (virtio_net_hdr flags / gso_type)
                         dropped += self._on_tun_offload(pkt)

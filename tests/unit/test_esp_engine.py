@@ -329,11 +329,12 @@ def test_bad_vnet_header_counted_and_dropped(hv):
     hv.tun_app.send(VnetHdr(VnetFlags.NEEDS_CSUM, GsoType.TCPV4, 52, 1400, 20, 16).pack() + big[:-1])  # length
     hv.tun_app.send(VnetHdr(VnetFlags.NEEDS_CSUM, GsoType.TCPV4, 52, 1400, 20, 16).pack()
                     + tcp4(b"v" * 3000, dst="203.0.113.1"))  # no policy: dropped after one lookup
+    hv.tun_app.send(b"\x01")  # shorter than a virtio_net_hdr (a real TUN never does this)
     good = ipv4("10.8.0.1", "10.9.0.7")
     hv.tun_app.send(bytes(10) + good)
     assert hv.peer_in.decapsulate(hv.peer.recv(4096)) == (4, good)  # the engine still forwards
     st = stats(hv)
-    assert st["tun_gso_errors"] == 2 and st["no_policy"] == 1 and st["esp_tx"] == 1 and st["tun_rx"] == 4
+    assert st["tun_gso_errors"] == 3 and st["no_policy"] == 1 and st["esp_tx"] == 1 and st["tun_rx"] == 5
 
 
 def test_vnet_rx_writes_carry_a_header(hv):

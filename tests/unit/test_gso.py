@@ -242,3 +242,24 @@ def test_fuzz_never_crashes(hdr, pkt):
     except GsoError:
         return
     assert isinstance(out, list) and all(type(s) is bytes for s in out)
+
+
+@settings(max_examples=400, deadline=None)
+@given(version=st.sampled_from([4, 6]), data=st.data(), mss=st.integers(min_value=0, max_value=3000),
+       gso=st.sampled_from([0, 1, 3, 4, 5, 0x81, 0x84, 0x80, 7]), flags=st.integers(min_value=0, max_value=3),
+       csum_start=st.integers(min_value=0, max_value=120), csum_offset=st.integers(min_value=0, max_value=40))
+def test_fuzz_mutated_super_packets(version, data, mss, gso, flags, csum_start, csum_offset):
+    """Near-valid input: a real super-packet with a few bytes changed and arbitrary header fields."""
+    pkt = bytearray(super_packet(version, b"m" * 3000, "PA", TS_OPTS)[0])
+    for _ in range(data.draw(st.integers(min_value=0, max_value=4))):
+        i = data.draw(st.integers(min_value=0, max_value=len(pkt) - 1))
+        pkt[i] = data.draw(st.integers(min_value=0, max_value=255))
+    cut = data.draw(st.integers(min_value=0, max_value=len(pkt)))
+    hdr = VnetHdr(flags, gso, data.draw(st.integers(min_value=0, max_value=0xFFFF)), mss, csum_start, csum_offset)
+    try:
+        out = segment(hdr.pack(), bytes(pkt[:cut] if data.draw(st.booleans()) else pkt))
+    except GsoError:
+        return
+    assert all(type(s) is bytes for s in out)
+    if gso & 0x7F in (1, 4) and len(out) > 1:
+        assert all(len(s) <= len(out[0]) for s in out)
