@@ -13,8 +13,8 @@ carries an EAP-Payload; the answer is a DEA with:
 With ``av_prefetch`` the AAA function keeps one spare authentication vector per IMSI (the way a 3GPP
 AAA server may hold AVs it fetched from the HSS, TS 33.402 §6.2; RFC 4187 §1): a full authentication
 takes the spare if it is younger than ``av_max_age`` and not a re-synchronisation, and
-:meth:`AaaFunction.refill` - called by the daemon after the DEA has been written - fetches the next
-one, so the Milenage vector, the SQN store and the SWx round trip are off the first DER's path. A spare
+:meth:`AaaFunction.refill` - called by the daemon a little after the DEA has been written - fetches the
+next one, so the Milenage vector, the SQN store and the SWx round trip are off the first DER's path. A spare
 that went stale (the USIM saw a later SQN elsewhere) ends in the usual AUTS re-synchronisation.
 
 When the AKA server needs a vector, the AAA function asks the HSS function over SWx MAR/MAA through
@@ -300,7 +300,7 @@ class AaaFunction:
 
     def refill(self, now: float) -> int:
         """Fetch a spare vector for each IMSI whose vector a full authentication just took (call it
-        after the DEA has been sent: the SWx work then overlaps the UE's); returns how many were stored."""
+        after the DEA has been sent, off the authentication's path); returns how many were stored."""
         stored = 0
         while self._refill:
             imsi = self._refill.pop(0)

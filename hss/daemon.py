@@ -16,6 +16,8 @@
     av_prefetch: the AAA function keeps one spare vector per IMSI, fetched after each DEA that used
                  one (default true; false: a SWx MAR/MAA on every full authentication)
     av_max_age:  seconds a spare vector may wait for its authentication (default 30)
+    av_refill_delay: seconds after the DEA before the spare is fetched (default 0.05: after the attach's
+                 remaining IKE exchanges, so the refill does not compete with them for the CPU)
 
 Each TCP connection drives a sans-IO :class:`s2c.diameter.peer.DiameterPeer` in the responder role
 (RFC 6733 §5.6): CER/CEA (5010 and close without a common application), DWR/DWA, DPR/DPA,
@@ -216,6 +218,7 @@ class HssDaemon(NodeDaemon):
         self.session_timeout = float(p.get("session_timeout", 60.0))
         self.av_prefetch = bool(p.get("av_prefetch", True))
         self.av_max_age = float(p.get("av_max_age", 30.0))
+        self.av_refill_delay = max(0.0, float(p.get("av_refill_delay", 0.05)))
         self._refill_scheduled = False
         self.network_name = str(p.get("network_name", "WLAN"))
         self.initial_subscribers = list(p.get("subscribers") or [])
@@ -338,9 +341,9 @@ class HssDaemon(NodeDaemon):
             if app == ApplicationId.S6B_3GPP and cmd == CommandCode.DIAMETER_EAP:
                 answer = self.aaa.handle_der(req, self.loop_time())  # type: ignore[union-attr]
                 if self.aaa.refill_pending and not self._refill_scheduled:  # type: ignore[union-attr]
-                    # after the caller has written this DEA: the next vector is made while the UE works
+                    # after the caller has written this DEA and the attach has moved on
                     self._refill_scheduled = True
-                    asyncio.get_running_loop().call_soon(self._refill)
+                    asyncio.get_running_loop().call_later(self.av_refill_delay, self._refill)
                 return answer
         except DiameterDecodeError as exc:
             self.counters["malformed"] += 1
