@@ -15,6 +15,7 @@ Params (docs/control.md; all optional except what the lab writes):
     workers:      data plane worker processes, 1 or 2 (default 1 on <= 2 CPUs, else 2)
     busy_poll_us: data plane busy-poll window after traffic (default 20000; 0 = always sleep in epoll)
     dataplane:    ``userspace`` (default), ``xfrm`` (kernel ESP, where the kernel has it) or ``auto``
+    udp_gso:      UDP GSO on ESP-in-UDP (default false; the lab sets it for runs without captures)
     keys:         folder for Wireshark key files (default <run dir>/keys)
     interop:      ``auth`` (``cert`` default, or ``psk``), ``psk`` (also accepted from PSK initiators),
                   ``cert``/``key`` (PEM paths instead of the run PKI's), ``id`` (IDr instead of fqdn),
@@ -156,6 +157,7 @@ class PdnGwDaemon(NodeDaemon):
         self.workers = int(p.get("workers") or default_workers())
         self.busy_poll_us = int(p.get("busy_poll_us", DEFAULT_BUSY_POLL_US))
         self.dataplane_param = p.get("dataplane")
+        self.udp_gso = bool(p.get("udp_gso", False))
         choose_backend(self.dataplane_param, probe=lambda: (False, "not probed yet"))  # bad names fail at load
         self.dataplane = "userspace"
         rd = run_dir_of(config)
@@ -221,7 +223,8 @@ class PdnGwDaemon(NodeDaemon):
         # port 4500 on every address (the lab lists all of the node's addresses as S2c ones)
         self.dp, self.dataplane, why = make_dataplane(
             self.dataplane_param, tun_name="esp0", routes=routes, bind4="0.0.0.0" if self.s2c4 else None,
-            bind6="::" if self.s2c6 else None, workers=self.workers, busy_poll_us=self.busy_poll_us)
+            bind6="::" if self.s2c6 else None, workers=self.workers, busy_poll_us=self.busy_poll_us,
+            udp_gso=self.udp_gso)
         self.log.info("ESP data plane: %s (%s)", self.dataplane, why)
         if self.dataplane == "xfrm":
             loose_rp_filter()

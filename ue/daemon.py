@@ -9,7 +9,9 @@ Params (docs/control.md): ``imsi``, ``k``, ``opc`` or ``op``, ``sqn`` (the USIM'
 ``ike_rekey_time`` / ``child_rekey_time`` (s, default 3600 / 1200: the UE rekeys, RFC 7296 §2.8),
 ``workers`` (data plane processes, default 1 on <= 2 CPUs, else 2), ``busy_poll_us`` (data plane
 busy-poll window after traffic, default 20000; 0 = always sleep in epoll), ``dataplane`` (``userspace``
-default, ``xfrm`` = kernel ESP where the kernel has it, ``auto``; docs/dataplane.md), ``keys`` (Wireshark key files, default <run dir>/keys);
+default, ``xfrm`` = kernel ESP where the kernel has it, ``auto``; docs/dataplane.md), ``udp_gso`` (UDP GSO on
+ESP-in-UDP, default false: captures show one frame per datagram; the lab sets it for runs without
+captures), ``keys`` (Wireshark key files, default <run dir>/keys);
 interop: ``auth`` (``eap`` default, ``psk`` with ``psk``, ``cert`` with ``cert``/``key`` PEM paths),
 ``ue_id`` (IDi instead of the NAI), ``pdngw_id`` (IDr instead of ``pdngw_fqdn``), ``check_id_in_cert``,
 ``force_encap`` (fake NAT-D source hash: ESP in UDP 4500 even without a NAT, for kernel-libipsec peers),
@@ -106,6 +108,7 @@ class UeDaemon(NodeDaemon):
         self.workers = int(p.get("workers") or default_workers())
         self.busy_poll_us = int(p.get("busy_poll_us", DEFAULT_BUSY_POLL_US))
         self.dataplane_param = p.get("dataplane")
+        self.udp_gso = bool(p.get("udp_gso", False))
         choose_backend(self.dataplane_param, probe=lambda: (False, "not probed yet"))  # bad names fail at load
         self.dataplane = "userspace"
         window = SqnWindow.starting_at(int(p["sqn"])) if p.get("sqn") else SqnWindow()
@@ -149,7 +152,7 @@ class UeDaemon(NodeDaemon):
         self._lock = asyncio.Lock()
         self.ipr = _ThreadedIPRoute()
         self.dp, self.dataplane, why = make_dataplane(self.dataplane_param, tun_name="esp0", workers=self.workers,
-                                                      busy_poll_us=self.busy_poll_us)
+                                                      busy_poll_us=self.busy_poll_us, udp_gso=self.udp_gso)
         self.log.info("ESP data plane: %s (%s)", self.dataplane, why)
         if self.dataplane == "xfrm":
             loose_rp_filter()

@@ -101,6 +101,7 @@ class Engine:
         raw6: socket.socket | None = None,
         busy_poll_us: int = 0,
         vnet: bool | None = None,
+        udp_gso: bool | None = None,
     ) -> None:
         if role not in ("tx", "rx", "both"):
             raise ValueError(role)
@@ -125,11 +126,12 @@ class Engine:
         self._rekey_reported: set[int] = set()
         self._routes: dict[int, tuple[Any, tuple[str, int]]] = {}
         self.in_spd: dict[int, Spd[bool]] = {}  # inbound SPI -> selectors its inner packets must match
-        # UDP GSO for runs of ESP-in-UDP datagrams: opt-in with S2C_ESP_GSO=1 (benchmarks). Off by
-        # default because a capture on a veth shows a GSO run as ONE oversized UDP frame (the kernel
-        # segments it only on a real NIC or at the receiver), which Wireshark reports as malformed:
-        # the lab's pcaps must show the datagrams as they are. Cleared if the kernel refuses UDP_SEGMENT.
-        self.gso = os.environ.get("S2C_ESP_GSO", "0") == "1"
+        # UDP GSO for runs of ESP-in-UDP datagrams: opt-in (``udp_gso=True``, or S2C_ESP_GSO=1 when
+        # None). Off by default because a capture on a veth shows a GSO run as ONE oversized UDP frame
+        # (the kernel segments it only on a real NIC or at the receiver), which Wireshark reports as
+        # malformed: the lab turns it on only for runs without captures. Cleared if the kernel refuses
+        # UDP_SEGMENT.
+        self.gso = udp_gso if udp_gso is not None else os.environ.get("S2C_ESP_GSO", "0") == "1"
         self._pend: list[bytes] = []  # ESP datagrams of one GSO run: same route, same size (last may be shorter)
         self._pend_route: Any = None
         self._pend_size = 0

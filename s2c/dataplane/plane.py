@@ -82,6 +82,7 @@ class DataPlane:
         nice: int = 0,
         busy_poll_us: int = 0,
         tso: bool | None = None,
+        udp_gso: bool | None = None,
     ) -> None:
         if workers not in (1, 2):
             raise ValueError("workers must be 1 (one loop) or 2 (tx and rx loops)")
@@ -106,6 +107,8 @@ class DataPlane:
         # TSO from the TUN (docs/dataplane.md, "Batching"): None = environment S2C_ESP_TSO ("1" turns it
         # on, for A/B measurements), else off - it measured no faster here (Python segments and checksums
         # what the kernel would have segmented in C)
+        # UDP GSO on ESP-in-UDP runs (Engine): None = environment S2C_ESP_GSO ("1" turns it on)
+        self.udp_gso = udp_gso
         self.tso = tso if tso is not None else os.environ.get("S2C_ESP_TSO", "0") == "1"
         self.tun: TunDevice | None = None
         self._socks: dict[str, socket.socket] = {}
@@ -180,14 +183,15 @@ class DataPlane:
         fds.update({k: s.fileno() for k, s in self._socks.items()})
         if self.backend == "thread":
             eng = Engine(role, ctrl=child, upcall=self._upcall_w, tun_fd=self.tun.fd,  # type: ignore[arg-type]
-                         busy_poll_us=self.busy_poll_us, **self._socks)
+                         busy_poll_us=self.busy_poll_us, udp_gso=self.udp_gso, **self._socks)
             t = threading.Thread(target=eng.run, name=f"esp-{role}", daemon=True)
             t.start()
             self._threads.append(t)
             self._thread_socks.append(child)
             return
         argv = [sys.executable, "-m", "s2c.dataplane.worker", "--role", role, "--cpu", str(cpu),
-                "--nice", str(self.nice), "--busy-poll-us", str(self.busy_poll_us)]
+                "--nice", str(self.nice), "--busy-poll-us", str(self.busy_poll_us),
+                "--udp-gso", {True: "on", False: "off"}.get(self.udp_gso, "env")]
         for k, fd in fds.items():
             argv += [f"--{k}", str(fd)]
         proc = subprocess.Popen(argv, pass_fds=list(fds.values()), close_fds=True)

@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpu", type=int, default=-1)
     p.add_argument("--nice", type=int, default=0)
     p.add_argument("--busy-poll-us", type=int, default=0)
+    p.add_argument("--udp-gso", choices=["on", "off", "env"], default="env")
     a = p.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     if a.cpu >= 0:
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         raw4=_sock(a.raw4),
         raw6=_sock(a.raw6),
         busy_poll_us=a.busy_poll_us,
+        udp_gso={"on": True, "off": False}.get(a.udp_gso),
     )
     prof_dir = os.environ.get("S2C_ESP_PROFILE")  # debugging aid: cProfile each worker into this directory
     if prof_dir:

@@ -160,9 +160,17 @@ def node_configs(scenario: Any, run_id: str, run_dir: Path, sockets: dict[str, s
             a = {iface: a[iface]}
         return {"ipv4": _addr_list(a, "ipv4"), "ipv6": _addr_list(a, "ipv6")}
 
+    settings = getattr(scenario, "settings", None)
+    capture = bool(getattr(settings, "capture", True)) if settings is not None else True
+
     def run_paths() -> dict[str, str]:
         rd = Path(run_dir).resolve()
         return {"run_dir": str(rd), "pki": str(rd / "pki"), "keys": str(rd / "keys")}
+
+    def esp_params() -> dict[str, Any]:
+        # UDP GSO batches ESP-in-UDP datagrams, but a veth capture then shows one oversized frame
+        # per batch: only runs without captures get it (docs/dataplane.md, "Batching")
+        return {"udp_gso": not capture}
     out: dict[str, dict[str, Any]] = {}
     for name, node in nodes.items():
         kind = _kind(node)
@@ -183,6 +191,7 @@ def node_configs(scenario: Any, run_id: str, run_dir: Path, sockets: dict[str, s
         elif kind == "pdngw":
             params["s2c"] = s2c_addresses(name)
             params.update(run_paths())
+            params.update(esp_params())
             if hss_nodes:
                 h = peer(hss_nodes[0])
                 h["diameter"] = {"address": (h["ipv4"] or h["ipv6"] or ["127.0.0.1"])[0], "port": DIAMETER_PORT}
@@ -200,6 +209,7 @@ def node_configs(scenario: Any, run_id: str, run_dir: Path, sockets: dict[str, s
             params["radios"] = {iface: {"network": info.get("network"), "up": info.get("up", True)}
                                 for iface, info in addrs.items() if iface != "lo"}
             params.update(run_paths())
+            params.update(esp_params())
             if pgw_nodes:
                 peers["pdngw"] = dict(peer(pgw_nodes[0]), **s2c_addresses(pgw_nodes[0]))
             if hss_nodes:

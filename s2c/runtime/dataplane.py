@@ -36,9 +36,11 @@ def choose_backend(value: Any, probe: Callable[[], tuple[bool, str]] | None = No
     return ("xfrm", f"auto: kernel ESP available ({why})") if ok else ("userspace", f"auto: no kernel ESP ({why})")
 
 
-def make_dataplane(value: Any, *, workers: int, busy_poll_us: int, **kwargs: Any) -> tuple[Any, str, str]:
+def make_dataplane(value: Any, *, workers: int, busy_poll_us: int, udp_gso: bool = False,
+                   **kwargs: Any) -> tuple[Any, str, str]:
     """An unstarted data plane for ``params.dataplane`` = ``value``: (plane, backend name, why).
-    ``kwargs`` (tun_name, routes, bind4, bind6, ...) go to either backend's constructor."""
+    ``workers``/``busy_poll_us``/``udp_gso`` tune the userspace plane; ``kwargs`` (tun_name, routes,
+    bind4, bind6, ...) go to either backend's constructor."""
     backend, why = choose_backend(value)
     if backend == "xfrm":
         from s2c.dataplane.xfrm import KernelEspBackend
@@ -46,7 +48,7 @@ def make_dataplane(value: Any, *, workers: int, busy_poll_us: int, **kwargs: Any
         return KernelEspBackend(**kwargs), backend, why
     from s2c.dataplane.plane import DataPlane
 
-    return DataPlane(workers=workers, busy_poll_us=busy_poll_us, **kwargs), backend, why
+    return DataPlane(workers=workers, busy_poll_us=busy_poll_us, udp_gso=udp_gso, **kwargs), backend, why
 
 
 def loose_rp_filter() -> None:

@@ -214,6 +214,21 @@ def test_node_configs_per_kind(tmp_path):
     assert hss["params"]["diameter"] == {"listen": ["198.18.0.2", "2001:db8:d::2"], "port": 3868}
     assert hss["params"]["db"] == str(tmp_path / "var" / "hss.db")
     assert cfgs["cn1"]["params"] == {"sink_port": 5001, "echo_port": 7}
+    # the default scenario captures: no UDP GSO (a veth capture would show one frame per GSO batch)
+    assert ue["params"]["udp_gso"] is False and pgw["params"]["udp_gso"] is False
+
+
+def test_udp_gso_only_for_runs_without_captures(tmp_path):
+    import dataclasses
+
+    from s2c.lab.runner import node_configs
+
+    scn, cfgs = _default_configs(tmp_path)
+    quiet = dataclasses.replace(scn, settings=dataclasses.replace(scn.settings, capture=False))
+    addresses = {n: {} for n in cfgs}
+    out = node_configs(quiet, "s2ct-rn-cfg", tmp_path, {n: f"/tmp/{n}.sock" for n in cfgs}, addresses)
+    assert out["ue1"]["params"]["udp_gso"] is True and out["pdngw"]["params"]["udp_gso"] is True
+    assert "udp_gso" not in out["hss"]["params"] and "udp_gso" not in out["cn1"]["params"]
 
 
 def test_hss_subscribers_are_accepted_by_the_hss_store(tmp_path):

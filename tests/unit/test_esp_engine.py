@@ -357,3 +357,17 @@ def test_tso_segments_stop_at_sequence_overflow(hv):
     time.sleep(0.2)
     st = stats(hv)
     assert st["esp_tx"] == 2 and st["seq_overflow"] == 1
+
+
+def test_udp_gso_param_overrides_the_environment(monkeypatch):
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        monkeypatch.setenv("S2C_ESP_GSO", "1")
+        assert Engine("both", ctrl=a, upcall=b).gso is True
+        assert Engine("both", ctrl=a, upcall=b, udp_gso=False).gso is False
+        monkeypatch.delenv("S2C_ESP_GSO")
+        assert Engine("both", ctrl=a, upcall=b).gso is False
+        assert Engine("both", ctrl=a, upcall=b, udp_gso=True).gso is True
+    finally:
+        a.close()
+        b.close()
