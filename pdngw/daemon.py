@@ -53,7 +53,7 @@ from s2c.ike import events as ev
 from s2c.ike.events import ChildMode
 from s2c.pki import DEFAULT_PDNGW_FQDN, ensure_pki
 from s2c.runtime.control import ControlError, Handler
-from s2c.runtime.dataplane import choose_backend, loose_rp_filter, make_dataplane, stop_dataplane
+from s2c.runtime.dataplane import DataPlaneParams, loose_rp_filter, make_dataplane, stop_dataplane
 from s2c.runtime.node import NodeDaemon
 
 from pdngw.relay import EapSuccess, SendEapRequest, dea_action, identity_response
@@ -152,14 +152,8 @@ class PdnGwDaemon(NodeDaemon):
                                     p.get("ipv4_pool", DEFAULT_IPV4_POOL))
         self.cookie_threshold = int(p.get("cookie_threshold") or 50)
         self.force_encap = bool(p.get("force_encap", False))
-        from s2c.dataplane.plane import DEFAULT_BUSY_POLL_US, default_workers
-
-        self.workers = int(p.get("workers") or default_workers())
-        self.busy_poll_us = int(p.get("busy_poll_us", DEFAULT_BUSY_POLL_US))
-        self.dataplane_param = p.get("dataplane")
-        self.udp_gso = bool(p.get("udp_gso", False))
-        choose_backend(self.dataplane_param, probe=lambda: (False, "not probed yet"))  # bad names fail at load
-        self.dataplane = "userspace"
+        self.dpp = DataPlaneParams.from_params(p)
+        self.dataplane = "userspace"  # until start() chose the backend
         rd = run_dir_of(config)
         keys = p.get("keys") or (rd / "keys" if rd is not None else None)
         self.keylog = KeyLog(None if keys is None else Path(keys))
@@ -222,9 +216,8 @@ class PdnGwDaemon(NodeDaemon):
         routes = [str(self.pool.net)] + ([str(self.pool.v4)] if self.pool.v4 else [])
         # port 4500 on every address (the lab lists all of the node's addresses as S2c ones)
         self.dp, self.dataplane, why = make_dataplane(
-            self.dataplane_param, tun_name="esp0", routes=routes, bind4="0.0.0.0" if self.s2c4 else None,
-            bind6="::" if self.s2c6 else None, workers=self.workers, busy_poll_us=self.busy_poll_us,
-            udp_gso=self.udp_gso)
+            self.dpp, tun_name="esp0", routes=routes, bind4="0.0.0.0" if self.s2c4 else None,
+            bind6="::" if self.s2c6 else None)
         self.log.info("ESP data plane: %s (%s)", self.dataplane, why)
         if self.dataplane == "xfrm":
             loose_rp_filter()

@@ -51,7 +51,7 @@ from s2c.ike import events as ev
 from s2c.ike.events import ChildMode
 from s2c.pki import DEFAULT_PDNGW_FQDN
 from s2c.runtime.control import ControlError, Handler
-from s2c.runtime.dataplane import choose_backend, loose_rp_filter, make_dataplane, stop_dataplane
+from s2c.runtime.dataplane import DataPlaneParams, loose_rp_filter, make_dataplane, stop_dataplane
 from s2c.runtime.node import NodeDaemon
 
 from s2c.runtime.ike_io import (
@@ -103,14 +103,8 @@ class UeDaemon(NodeDaemon):
         self.force_encap = bool(p.get("force_encap", False))
         self.ike_rekey = float(p.get("ike_rekey_time") or 3600.0)
         self.child_rekey = float(p.get("child_rekey_time") or 1200.0)
-        from s2c.dataplane.plane import DEFAULT_BUSY_POLL_US, default_workers
-
-        self.workers = int(p.get("workers") or default_workers())
-        self.busy_poll_us = int(p.get("busy_poll_us", DEFAULT_BUSY_POLL_US))
-        self.dataplane_param = p.get("dataplane")
-        self.udp_gso = bool(p.get("udp_gso", False))
-        choose_backend(self.dataplane_param, probe=lambda: (False, "not probed yet"))  # bad names fail at load
-        self.dataplane = "userspace"
+        self.dpp = DataPlaneParams.from_params(p)
+        self.dataplane = "userspace"  # until start() chose the backend
         window = SqnWindow.starting_at(int(p["sqn"])) if p.get("sqn") else SqnWindow()
         self.window = window  # one USIM for the daemon's life: SQN freshness spans re-attaches
         rd = run_dir_of(config)
@@ -151,8 +145,7 @@ class UeDaemon(NodeDaemon):
         loop = asyncio.get_running_loop()
         self._lock = asyncio.Lock()
         self.ipr = _ThreadedIPRoute()
-        self.dp, self.dataplane, why = make_dataplane(self.dataplane_param, tun_name="esp0", workers=self.workers,
-                                                      busy_poll_us=self.busy_poll_us, udp_gso=self.udp_gso)
+        self.dp, self.dataplane, why = make_dataplane(self.dpp, tun_name="esp0")
         self.log.info("ESP data plane: %s (%s)", self.dataplane, why)
         if self.dataplane == "xfrm":
             loose_rp_filter()

@@ -12,6 +12,7 @@ The ue and pdngw daemons both open, start and stop their data plane through here
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, Callable
 
 BACKENDS = ("userspace", "xfrm", "auto")
@@ -36,19 +37,39 @@ def choose_backend(value: Any, probe: Callable[[], tuple[bool, str]] | None = No
     return ("xfrm", f"auto: kernel ESP available ({why})") if ok else ("userspace", f"auto: no kernel ESP ({why})")
 
 
-def make_dataplane(value: Any, *, workers: int, busy_poll_us: int, udp_gso: bool = False,
-                   **kwargs: Any) -> tuple[Any, str, str]:
-    """An unstarted data plane for ``params.dataplane`` = ``value``: (plane, backend name, why).
-    ``workers``/``busy_poll_us``/``udp_gso`` tune the userspace plane; ``kwargs`` (tun_name, routes,
-    bind4, bind6, ...) go to either backend's constructor."""
-    backend, why = choose_backend(value)
+@dataclass(frozen=True)
+class DataPlaneParams:
+    """The data plane part of a ue/pdngw daemon's params (docs/control.md)."""
+
+    dataplane: str | None = None  # userspace | xfrm | auto (None: userspace)
+    workers: int = 1
+    busy_poll_us: int = 0
+    udp_gso: bool = False
+
+    @classmethod
+    def from_params(cls, p: dict[str, Any]) -> "DataPlaneParams":
+        """Read and check them; a bad ``dataplane`` name fails here, when the daemon loads its config."""
+        from s2c.dataplane.plane import DEFAULT_BUSY_POLL_US, default_workers
+
+        out = cls(p.get("dataplane"), int(p.get("workers") or default_workers()),
+                  int(p.get("busy_poll_us", DEFAULT_BUSY_POLL_US)), bool(p.get("udp_gso", False)))
+        choose_backend(out.dataplane, probe=lambda: (False, "not probed at load"))
+        return out
+
+
+def make_dataplane(dpp: DataPlaneParams, **kwargs: Any) -> tuple[Any, str, str]:
+    """An unstarted data plane for these params: (plane, backend name, why). ``kwargs`` (tun_name,
+    routes, bind4, bind6, ...) go to either backend's constructor; workers/busy polling/UDP GSO tune
+    the userspace plane only."""
+    backend, why = choose_backend(dpp.dataplane)
     if backend == "xfrm":
         from s2c.dataplane.xfrm import KernelEspBackend
 
         return KernelEspBackend(**kwargs), backend, why
     from s2c.dataplane.plane import DataPlane
 
-    return DataPlane(workers=workers, busy_poll_us=busy_poll_us, udp_gso=udp_gso, **kwargs), backend, why
+    return (DataPlane(workers=dpp.workers, busy_poll_us=dpp.busy_poll_us, udp_gso=dpp.udp_gso, **kwargs),
+            backend, why)
 
 
 def loose_rp_filter() -> None:

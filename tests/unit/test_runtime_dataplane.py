@@ -6,7 +6,7 @@ import pytest
 
 from s2c.dataplane.plane import DataPlane
 from s2c.dataplane.xfrm import KernelEspBackend
-from s2c.runtime.dataplane import DataPlaneConfigError, choose_backend, make_dataplane
+from s2c.runtime.dataplane import DataPlaneConfigError, DataPlaneParams, choose_backend, make_dataplane
 
 
 def test_default_is_userspace_without_probing():
@@ -30,7 +30,17 @@ def test_bad_name_is_a_clear_error():
 
 
 def test_make_dataplane_builds_the_chosen_class_unstarted():
-    dp, name, _ = make_dataplane(None, workers=1, busy_poll_us=5, tun_name="esp9")
-    assert isinstance(dp, DataPlane) and name == "userspace" and dp.busy_poll_us == 5 and not dp.started
-    kb, name, _ = make_dataplane("xfrm", workers=1, busy_poll_us=5, tun_name="esp9")
+    dp, name, _ = make_dataplane(DataPlaneParams(None, 1, 5, True), tun_name="esp9")
+    assert isinstance(dp, DataPlane) and name == "userspace" and not dp.started
+    assert (dp.workers, dp.busy_poll_us, dp.udp_gso) == (1, 5, True)
+    kb, name, _ = make_dataplane(DataPlaneParams("xfrm"), tun_name="esp9")
     assert isinstance(kb, KernelEspBackend) and name == "xfrm"
+
+
+def test_params_from_a_daemon_config():
+    d = DataPlaneParams.from_params({"workers": 2, "busy_poll_us": 0, "udp_gso": True, "dataplane": "auto"})
+    assert d == DataPlaneParams("auto", 2, 0, True)
+    d = DataPlaneParams.from_params({})
+    assert d.dataplane is None and d.workers in (1, 2) and d.busy_poll_us == 20000 and d.udp_gso is False
+    with pytest.raises(DataPlaneConfigError, match="params.dataplane"):
+        DataPlaneParams.from_params({"dataplane": "dpdk"})
