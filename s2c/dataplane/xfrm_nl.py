@@ -18,7 +18,7 @@ import ipaddress
 import os
 import socket
 import struct
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Iterable, Union
 
 XFRM_INF = (1 << 64) - 1
@@ -534,40 +534,41 @@ class XfrmAlgo:
         return cls(_name(name), _key(buf, _ALGO.size, bits, "xfrm_algo"))
 
 
+class _AlgoWithLen:
+    """xfrm_algo_aead and xfrm_algo_auth share one layout: alg_name[64], alg_key_len (bits), a length in
+    bits (ICV or truncation), then the key. Subclasses are dataclasses (name, key, that length)."""
+
+    _what = ""
+
+    def encode(self) -> bytes:
+        name, key, bits = (getattr(self, f.name) for f in fields(self))  # type: ignore[arg-type]
+        return _ALGO_X.pack(_name_enc(name), len(key) * 8, bits) + key
+
+    @classmethod
+    def decode(cls, buf: bytes) -> Any:
+        _need(buf, _ALGO_X.size, cls._what)
+        name, bits, third = _ALGO_X.unpack_from(buf)
+        return cls(_name(name), _key(buf, _ALGO_X.size, bits, cls._what), third)  # type: ignore[call-arg]
+
+
 @dataclass(frozen=True)
-class XfrmAlgoAead:
+class XfrmAlgoAead(_AlgoWithLen):
     """struct xfrm_algo_aead (xfrm.h): XFRMA_ALG_AEAD, e.g. rfc4106(gcm(aes)) with the salt in the key."""
 
     name: str
     key: bytes = b""
     icv_len: int = 128
-
-    def encode(self) -> bytes:
-        return _ALGO_X.pack(_name_enc(self.name), len(self.key) * 8, self.icv_len) + self.key
-
-    @classmethod
-    def decode(cls, buf: bytes) -> "XfrmAlgoAead":
-        _need(buf, _ALGO_X.size, "xfrm_algo_aead")
-        name, bits, icv = _ALGO_X.unpack_from(buf)
-        return cls(_name(name), _key(buf, _ALGO_X.size, bits, "xfrm_algo_aead"), icv)
+    _what = "xfrm_algo_aead"
 
 
 @dataclass(frozen=True)
-class XfrmAlgoAuth:
+class XfrmAlgoAuth(_AlgoWithLen):
     """struct xfrm_algo_auth (xfrm.h): XFRMA_ALG_AUTH_TRUNC, e.g. hmac(sha256) truncated to 128 bits."""
 
     name: str
     key: bytes = b""
     trunc_len: int = 128
-
-    def encode(self) -> bytes:
-        return _ALGO_X.pack(_name_enc(self.name), len(self.key) * 8, self.trunc_len) + self.key
-
-    @classmethod
-    def decode(cls, buf: bytes) -> "XfrmAlgoAuth":
-        _need(buf, _ALGO_X.size, "xfrm_algo_auth")
-        name, bits, trunc = _ALGO_X.unpack_from(buf)
-        return cls(_name(name), _key(buf, _ALGO_X.size, bits, "xfrm_algo_auth"), trunc)
+    _what = "xfrm_algo_auth"
 
 
 @dataclass(frozen=True)
