@@ -83,6 +83,7 @@ class DataPlane:
         busy_poll_us: int = 0,
         tso: bool | None = None,
         udp_gso: bool | None = None,
+        steer_ike: bool = False,
     ) -> None:
         if workers not in (1, 2):
             raise ValueError("workers must be 1 (one loop) or 2 (tx and rx loops)")
@@ -109,6 +110,10 @@ class DataPlane:
         # what the kernel would have segmented in C)
         # UDP GSO on ESP-in-UDP runs (Engine): None = environment S2C_ESP_GSO ("1" turns it on)
         self.udp_gso = udp_gso
+        # IKE on port 4500 straight to the caller's loop (s2c/dataplane/steer.py; needs attach(loop))
+        self.steer_ike = steer_ike
+        self._ike_socks: dict[str, socket.socket] = {}
+        self.ike_counters: dict[str, int] = {"ike_steered": 0, "ike_socket_other": 0}
         self.tso = tso if tso is not None else os.environ.get("S2C_ESP_TSO", "0") == "1"
         self.tun: TunDevice | None = None
         self._socks: dict[str, socket.socket] = {}
@@ -173,6 +178,17 @@ class DataPlane:
             self._socks["udp6"] = tune(u6)
             if self.raw_esp:
                 self._socks["raw6"] = tune(socket.socket(socket.AF_INET6, socket.SOCK_RAW, 50))
+        if self.steer_ike:
+            from s2c.dataplane.steer import open_ike_socket
+
+            for name in ("udp4", "udp6"):
+                if name in self._socks:
+                    s = open_ike_socket(self._socks[name])
+                    if s is not None:
+                        self._ike_socks[name] = s
+                    else:
+                        log.info("IKE steering on %s not available: IKE on port 4500 goes through the worker",
+                                 name)
 
     def _spawn(self, role: str, cpu: int) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -201,10 +217,11 @@ class DataPlane:
     def stop(self) -> None:
         """Stop workers, close sockets and the TUN device (the interface disappears). Idempotent."""
         if self._loop is not None and self._upcall_r is not None:
-            try:
-                self._loop.remove_reader(self._upcall_r.fileno())
-            except Exception:  # noqa: BLE001
-                pass
+            for s in [self._upcall_r, *self._ike_socks.values()]:
+                try:
+                    self._loop.remove_reader(s.fileno())
+                except Exception:  # noqa: BLE001
+                    pass
             self._loop = None
         for role, s in list(self._ctrl.items()):
             try:
@@ -231,6 +248,9 @@ class DataPlane:
         for s in self._socks.values():
             s.close()
         self._socks.clear()
+        for s in self._ike_socks.values():
+            s.close()
+        self._ike_socks.clear()
         for s in (self._upcall_r, self._upcall_w):
             if s is not None:
                 s.close()
@@ -393,7 +413,8 @@ class DataPlane:
 
     def stats(self) -> dict[str, Any]:
         """Engine counters per worker and per-SA counters (packets/bytes in/out, replay drops, auth failures)."""
-        out: dict[str, Any] = {"workers": {}, "sas": {}, "alive": self.alive()}
+        out: dict[str, Any] = {"workers": {}, "sas": {}, "alive": self.alive(), "ike_steering": sorted(self._ike_socks),
+                               **self.ike_counters}
         for r in self._ctrl:
             st = self._call(r, "stats")
             out["workers"][r] = st["engine"]
@@ -415,6 +436,28 @@ class DataPlane:
         """Deliver upcalls from the asyncio loop (``add_reader`` on the upcall socket)."""
         self._loop = loop or asyncio.get_running_loop()
         self._loop.add_reader(self.upcall_fileno(), self.poll_upcalls)
+        for s in self._ike_socks.values():
+            self._loop.add_reader(s.fileno(), self._on_ike_socket, s)
+
+    def _on_ike_socket(self, sock: socket.socket) -> None:
+        """IKE datagrams steered to our own port 4500 socket: strip the non-ESP marker, hand them on."""
+        for _ in range(64):
+            try:
+                data, addr = sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.ike_counters["ike_socket_other"] += 1
+                return
+            if data[:4] != NON_ESP_MARKER:  # only while a worker socket was alone in the group
+                self.ike_counters["ike_socket_other"] += 1
+                continue
+            self.ike_counters["ike_steered"] += 1
+            if self._ike_handler is not None:
+                try:
+                    self._ike_handler(data[4:], addr[:2])
+                except Exception:  # noqa: BLE001 - a handler bug must not stop the plane
+                    log.exception("IKE handler failed")
 
     def poll_upcalls(self) -> int:
         """Dispatch pending upcalls to the handlers; returns how many were handled."""

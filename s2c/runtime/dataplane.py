@@ -68,8 +68,9 @@ def make_dataplane(dpp: DataPlaneParams, **kwargs: Any) -> tuple[Any, str, str]:
         return KernelEspBackend(**kwargs), backend, why
     from s2c.dataplane.plane import DataPlane
 
-    return (DataPlane(workers=dpp.workers, busy_poll_us=dpp.busy_poll_us, udp_gso=dpp.udp_gso, **kwargs),
-            backend, why)
+    # steer_ike: IKE on port 4500 reaches the daemon's loop without a hop through the worker process
+    return (DataPlane(workers=dpp.workers, busy_poll_us=dpp.busy_poll_us, udp_gso=dpp.udp_gso, steer_ike=True,
+                      **kwargs), backend, why)
 
 
 def loose_rp_filter() -> None:

@@ -323,6 +323,9 @@ def test_forced_udp_encapsulation(workdir):
         r = lab.pair.run("a", ["ping", "-n", "-c", "2", "-i", "0.2", "-W", "2", "-I", res["hoa"]["ipv6"], CN6],
                          check=False)
         assert r.returncode == 0, r.stdout
+        # IKE on port 4500 (IKE_AUTH onwards) reached both daemons' own sockets, not via the workers
+        ue_st, pgw_st = lab.ctl("ue").call("status"), lab.ctl("pdngw").call("status")
+        assert ue_st["ike_steered"] >= 3 and pgw_st["ike_steered"] >= 3, (ue_st, pgw_st)
     with Lab(workdir, pdngw_extra={"force_encap": True}) as lab:
         res = lab.ctl("ue", 30).call("attach", timeout=30, radio="veth-a", wait=20)
         assert res["state"] == "attached" and res["udp_encap"] is True, res
