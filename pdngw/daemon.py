@@ -295,10 +295,13 @@ class PdnGwDaemon(NodeDaemon):
         sid = self._sessions.setdefault(sa_id, self._sid("s6b"))
         self.counters["s6b_der"] += 1
         try:
-            await asyncio.wait_for(self._diam_ready.wait(), 1.0)  # S6b down: fail fast, the UE retries
+            if not self._diam_ready.is_set():  # (wait_for costs a task and loop turns on every DER)
+                await asyncio.wait_for(self._diam_ready.wait(), 1.0)  # S6b down: fail fast, the UE retries
             der = build_der(self._identity(), session_id=sid, destination_realm=self.realm, eap_payload=payload,
                             user_name=user, rat_type=0)
-            ans = DiameterEapAnswer.from_message(await self._diam.request(der))
+            # while the AAA works, build the first EAP round's IDr + CERT + AUTH (IkeResponder.prepare_auth)
+            ans = DiameterEapAnswer.from_message(
+                await self._diam.request(der, after_send=lambda: self._prepare_auth(sa_id)))
         except Exception as exc:  # noqa: BLE001 - any S6b trouble fails this authentication only
             self.counters["s6b_errors"] += 1
             self.log.warning("S6b for IKE SA %d failed: %s", sa_id, exc)
@@ -318,6 +321,13 @@ class PdnGwDaemon(NodeDaemon):
             self.counters["auth_fail"] += 1
             self.log.info("EAP for IKE SA %d rejected by the AAA (%s)", sa_id, act.reason)
             self._feed(lambda now: self.responder.eap_failure(sa_id, now, act.eap), sa_id)
+
+    def _prepare_auth(self, sa_id: int) -> None:
+        if self.responder is not None:
+            try:
+                self.responder.prepare_auth(sa_id, self._now())
+            except Exception:  # noqa: BLE001 - an optimisation only: the answer path builds it otherwise
+                self.log.exception("prepare_auth for IKE SA %d", sa_id)
 
     def _feed(self, fn: Any, sa_id: int) -> None:
         try:
