@@ -18,7 +18,12 @@ class Issue:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        path = _printable(self.path)  # a key may hold a newline or a control character: one line always
+        return f"{where}: {path}: {self.message}" if path else f"{where}: {self.message}"
+
+
+def _printable(text: str) -> str:
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 class ModelError(ValueError):
