@@ -376,6 +376,7 @@ class PdnGwDaemon(NodeDaemon):
             return
         drain_core(r, self._now, lambda data, addr: self.io.send(data, addr, self._local_for.get(addr)),
                    self._on_event, self.counters, self.log)
+        r.precompute()  # after the answers left: SK_* of the SAs just answered, the next DH key
         self._arm()
 
     def _arm(self) -> None:

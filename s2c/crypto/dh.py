@@ -136,5 +136,31 @@ class DhPrivateKey:
         return out
 
 
+    def deferred_shared_secret(self, peer: bytes) -> "Callable[[], bytes]":
+        """Check ``peer`` now (DhError exactly where :meth:`shared_secret` would raise) and return a
+        function that computes g^ir later: a responder can answer IKE_SA_INIT first and do the scalar
+        multiplication while the initiator works. ECP and MODP values are fully validated up front
+        (point decoding, range); Curve25519 is computed now (its all-zero check needs the result)."""
+        group = self.group
+        if group in _ECP:
+            if len(peer) != 2 * self._clen:
+                raise DhError("bad ECP public value length")
+            try:
+                pk = ec.EllipticCurvePublicKey.from_encoded_point(self._key.curve, b"\x04" + peer)
+            except ValueError as e:
+                raise DhError(f"invalid ECP point: {e}") from e
+            key = self._key
+            return lambda: key.exchange(ec.ECDH(), pk)
+        if group in _MODP:
+            p = _MODP[group][0]
+            if len(peer) != self._plen:
+                raise DhError("bad MODP public value length")
+            if not 1 < int.from_bytes(peer, "big") < p - 1:
+                raise DhError("MODP public value out of range")
+            return lambda: self.shared_secret(peer)
+        secret = self.shared_secret(peer)
+        return lambda: secret
+
+
 def generate(group: int, rng: Rng) -> DhPrivateKey:
     return DhPrivateKey(group, rng)

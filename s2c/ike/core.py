@@ -200,6 +200,24 @@ class IkeResponder(_CoreBase):
         self._cookie_prev = self._cookie_secret
         self._cookie_ver = 0
         self._cookie_rotated: float | None = None
+        self._deferred: list[IkeSa] = []  # SAs whose SK_* derivation waits for idle time
+        self._spare_dh: dict[int, dhmod.DhPrivateKey] = {}  # one fresh key per group recently used
+        self._spare_groups: set[int] = set()
+
+    def precompute(self) -> int:
+        """Idle work for the caller to run after sending what :meth:`datagrams_to_send` gave: derive the
+        keys of the SAs just answered (their IKE_AUTH will need them) and make the next IKE_SA_INIT's
+        DH key ahead. Each key is used for one SA only (RFC 7296 §2.12 allows reuse; we do not).
+        Returns how many derivations and keys it made."""
+        n = 0
+        deferred, self._deferred = self._deferred, []
+        for sa in deferred:
+            if sa.state != SaState.CLOSED and sa.precompute():
+                n += 1
+        for g in self._spare_groups - set(self._spare_dh):
+            self._spare_dh[g] = dhmod.generate(g, self.rng)
+            n += 1
+        return n
 
     # -- lookups
     def sa(self, sa_id: int) -> IkeSa:
@@ -436,10 +454,13 @@ class IkeResponder(_CoreBase):
                    remote_addr=addr, events=self._events, allocator=self.allocator, on_spi=self._on_spi,
                    on_initial_contact=self._initial_contact)
         try:
-            sa.handle_init_request(msg, addr, now, suite, prop, marker)
+            sa.handle_init_request(msg, addr, now, suite, prop, marker, dh=self._spare_dh.pop(suite.dh, None))
         except dhmod.DhError as e:
             self._drop("protocol_error", f"bad KE: {e}")
             return
+        self._spare_groups.add(suite.dh)
+        if sa.ctx.keys_pending:
+            self._deferred.append(sa)
         self._next_id += 1
         self._sas[sa.sa_id] = sa
         self._by_init[key] = sa

@@ -91,11 +91,31 @@ class _Ctx:
     spi_r: bytes
     initiator: bool
     suite: IkeSuite | None = None
-    keys: IkeKeys | None = None
+    _keys: IkeKeys | None = None
     my_mid: int = 0
     peer_mid: int = 0
     pending: "_Pending | None" = None
     last_response: tuple[int, bytes] | None = None
+    _derive: "Callable[[], IkeKeys] | None" = field(default=None, repr=False)
+
+    @property
+    def keys(self) -> IkeKeys | None:
+        """SK_* (RFC 7296 §2.14); a deferred derivation (:meth:`defer_keys`) runs on first use."""
+        if self._derive is not None:
+            derive, self._derive = self._derive, None
+            self._keys = derive()
+        return self._keys
+
+    @keys.setter
+    def keys(self, value: IkeKeys | None) -> None:
+        self._keys, self._derive = value, None
+
+    def defer_keys(self, derive: "Callable[[], IkeKeys]") -> None:
+        self._keys, self._derive = None, derive
+
+    @property
+    def keys_pending(self) -> bool:
+        return self._derive is not None
 
     @property
     def local_spi(self) -> bytes:
@@ -996,9 +1016,19 @@ class IkeSa:
 
     # ------------------------------------------------------------------ responder side
 
+    def precompute(self) -> bool:
+        """Run a deferred key derivation now (idle time after the IKE_SA_INIT answer left); True if it did."""
+        if not self.ctx.keys_pending:
+            return False
+        _ = self.ctx.keys
+        return True
+
     def handle_init_request(self, msg: IkeMessage, addr: Addr, now: float, suite: IkeSuite,
-                            chosen: c.Proposal, marker: bool = False) -> None:
-        """Answer a (cookie-checked, proposal-selected) IKE_SA_INIT request (RFC 7296 §1.2)."""
+                            chosen: c.Proposal, marker: bool = False, dh: dhmod.DhPrivateKey | None = None) -> None:
+        """Answer a (cookie-checked, proposal-selected) IKE_SA_INIT request (RFC 7296 §1.2). ``dh``: a
+        fresh key of the chosen group made ahead (never used twice). The peer's KE value is checked
+        now; g^ir and SKEYSEED/SK_* are derived on first use or by :meth:`precompute`, so the answer
+        can leave before that work (it needs none of it)."""
         self.created = now
         self.last_rx = now
         ke = msg.get(c.KePayload)
@@ -1007,11 +1037,11 @@ class IkeSa:
         self.ctx.spi_r = self._new_spi8()
         self._ni = nonce.data
         self._nr = self.rng(self.config.nonce_len)
-        self._dh = dhmod.generate(suite.dh, self.rng)
-        shared = self._dh.shared_secret(ke.data)  # DhError handled by the caller
+        self._dh = dh if dh is not None and dh.group == suite.dh else dhmod.generate(suite.dh, self.rng)
+        secret = self._dh.deferred_shared_secret(ke.data)  # DhError handled by the caller
         self.ctx.suite = suite
-        self.ctx.keys = derive_ike_keys(suite, skeyseed(suite.prf, self._ni, self._nr, shared), self._ni, self._nr,
-                                        self.ctx.spi_i, self.ctx.spi_r)
+        ni, nr, spi_i, spi_r = self._ni, self._nr, self.ctx.spi_i, self.ctx.spi_r
+        self.ctx.defer_keys(lambda: derive_ike_keys(suite, skeyseed(suite.prf, ni, nr, secret()), ni, nr, spi_i, spi_r))
         self._init_req = msg.raw
         sha = msg.notify(NotifyType.SIGNATURE_HASH_ALGORITHMS)
         self._peer_hashes = c.parse_signature_hash_algorithms(sha) if sha else []
