@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from s2c.testing.daemons import DaemonHost
+
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "s2cb-at"
 K = "465b5ce8b199b49faa5f0a2ee238a6bc"
@@ -198,56 +200,21 @@ def wire_times(path: Path) -> dict[str, list[float]]:
 
 # ============================================================================ our daemons
 
-class OurLab:
+class OurLab(DaemonHost):
     """hss + pdngw in namespace b, ue in namespace a, one veth (the 'radio'); as tests/integration does."""
 
     def __init__(self, workdir: Path, log_level: str = "WARNING") -> None:
         from s2c.testing.netns import NsPair
 
-        self.dir = workdir
-        self.log_level = log_level
-        self.prefix = f"{PREFIX}{secrets.token_hex(2)}"
+        self.dir = self.workdir = self.sockdir = workdir
+        self.daemon_log_level = log_level
+        self.run_id = self.prefix = f"{PREFIX}{secrets.token_hex(2)}"
         self.pair = NsPair(self.prefix, a_addrs=[f"{UE4}/24", f"{UE6}/64"], b_addrs=[f"{PGW4}/24", f"{PGW6}/64"],
                            lo_b=[f"{CN6}/128", f"{CN4}/32", f"{HA}/128"])
         self.procs: dict[str, subprocess.Popen] = {}
 
-    def sock(self, node: str) -> str:
-        return str(self.dir / f"{node}.sock")
-
-    def call(self, node: str, cmd: str, timeout: float = 30, **args: Any) -> Any:
-        from s2c.runtime.control import ControlClient
-
-        return ControlClient(self.sock(node), timeout=timeout).call(cmd, timeout=timeout, **args)
-
-    def spawn(self, node: str, kind: str, side: str, params: dict, peers: dict) -> None:
-        from s2c.runtime.control import ControlError
-
-        cfg = {"node": node, "kind": kind, "run_id": self.prefix, "control": self.sock(node), "interfaces": {},
-               "peers": peers, "params": {"pki": str(self.dir / "pki"), "keys": str(self.dir / "keys"), **params}}
-        path = self.dir / f"{node}.json"
-        path.write_text(json.dumps(cfg))
-        log = open(self.dir / f"{node}.log", "ab")
-        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-        self.procs[node] = self.pair.popen(side, [sys.executable, "-m", kind, "--config", str(path),
-                                                  "--log-level", self.log_level],
-                                           stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        log.close()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.procs[node].poll() is not None:
-                raise RuntimeError(f"{node} exited:\n{self.log(node)[-3000:]}")
-            try:
-                self.call(node, "status", timeout=1)
-                return
-            except ControlError:
-                time.sleep(0.05)
-        raise RuntimeError(f"{node} did not come up:\n{self.log(node)[-3000:]}")
-
-    def log(self, node: str) -> str:
-        try:
-            return (self.dir / f"{node}.log").read_text(errors="replace")
-        except OSError:
-            return ""
+    def daemon_defaults(self) -> dict[str, Any]:
+        return {"pki": str(self.dir / "pki"), "keys": str(self.dir / "keys")}
 
     def start_hss(self) -> None:
         subs = [{"imsi": IMSI, "k": K, "opc": OPC, "amf": "8000", "sqn": 0, "apn": "internet"}]
@@ -277,21 +244,7 @@ class OurLab:
                                                        "ipv6": [PGW6]}})
 
     def stop(self, node: str) -> None:
-        from s2c.runtime.control import ControlError
-
-        p = self.procs.pop(node, None)
-        if p is None:
-            return
-        try:
-            if p.poll() is None:
-                self.call(node, "stop", timeout=2)
-        except (ControlError, OSError):
-            p.terminate()  # nsenter passes it on to the daemon
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
+        self.stop_daemon(node)
 
     def __enter__(self) -> "OurLab":
         self.pair.__enter__()
@@ -304,14 +257,7 @@ class OurLab:
         return self
 
     def close(self) -> None:
-        for node in ("ue", "pdngw", "hss"):
-            try:
-                self.stop(node)
-            except Exception:  # noqa: BLE001 - teardown goes on
-                pass
-        for p in self.procs.values():
-            p.kill()
-        self.procs.clear()
+        self.stop_daemons()
         self.pair.close()
 
     def __exit__(self, *exc: Any) -> None:

@@ -40,11 +40,15 @@ def test_bench_attach_quick_json():
                 "attach_psk_wire_ms", "throughput_ours_mbps", "throughput_strongswan_mbps", "throughput_veth_mbps",
                 "rtt_ours_ms", "rtt_strongswan_ms", "rtt_veth_ms", "setups_ours_per_s", "setups_strongswan_per_s",
                 "ratio_attach_eap_aka", "ratio_attach_psk", "ratio_throughput", "ratio_rtt", "ratio_setups",
-                "throughput_ours_udp_mbps", "rtt_ours_udp_ms", "ratio_throughput_udp", "ratio_rtt_udp"):
+                "throughput_ours_udp_mbps", "rtt_ours_udp_ms", "ratio_throughput_udp", "ratio_rtt_udp",
+                "attach_strongswan_eap_cert_ms", "ratio_attach_eap_aka_like"):
         v = f[key]
         assert isinstance(v, (int, float)) and math.isfinite(v) and v > 0, (key, v)
     assert res["attach"]["ours_eap_aka"]["runs"] == 3 and len(res["attach"]["ours_eap_aka"]["child_sa_ms_all"]) == 3
     assert len(res["attach"]["strongswan_psk"]["wire_child_sa_ms_all"]) == 3
+    # like for like: both EAP attaches are IKE_SA_INIT + 3 IKE_AUTH exchanges on the wire
+    assert res["attach"]["ours_eap_aka"]["ike_auth_exchanges"] == 3, res["attach"]["ours_eap_aka"]
+    assert res["attach"]["strongswan_eap_cert"]["ike_auth_exchanges"] == 3, res["attach"]["strongswan_eap_cert"]
     # EAP-AKA takes more round trips than PSK on the same wire
     assert f["attach_eap_aka_wire_ms"] > f["attach_psk_wire_ms"]
     assert math.isclose(f["ratio_throughput"], f["throughput_ours_mbps"] / f["throughput_strongswan_mbps"])
