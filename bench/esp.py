@@ -103,7 +103,8 @@ def main() -> None:
     ap.add_argument("--suite", default="gcm128", choices=["gcm128", "gcm256", "cbc128", "cbc256"])
     ap.add_argument("--nice", type=int, default=0, help="worker niceness, e.g. -10 on a loaded host")
     ap.add_argument("--pin", action="store_true", help="pin tx/rx worker processes to CPUs 0/1")
-    ap.add_argument("--busy-poll", default="0", help="busy-poll windows in us to measure, e.g. 0,20000")
+    ap.add_argument("--busy-poll", default="20000",
+                    help="busy-poll windows in us to measure, e.g. 0,20000 (default: the daemons' 20000)")
     ap.add_argument("--no-gso", action="store_true",
                     help="send ESP-in-UDP datagram by datagram (the lab default; GSO is on for this bench)")
     ap.add_argument("--mtu", type=int, default=None,
