@@ -267,6 +267,22 @@ def _be16(v: int) -> int:
     return socket.htons(v)
 
 
+class _FlatStruct:
+    """A C struct of plain integers, one dataclass field per member in order: ``_struct`` packs them,
+    ``_what`` names the struct in decode errors. Subclasses are frozen dataclasses."""
+
+    _struct: struct.Struct
+    _what = ""
+
+    def encode(self) -> bytes:
+        return self._struct.pack(*(getattr(self, f.name) for f in fields(self)))  # type: ignore[arg-type]
+
+    @classmethod
+    def decode(cls, buf: bytes) -> Any:
+        _need(buf, cls._struct.size, cls._what)
+        return cls(*cls._struct.unpack_from(buf))
+
+
 @dataclass(frozen=True)
 class XfrmSelector:
     """struct xfrm_selector (xfrm.h): the packets a policy or SA applies to; ports are port/mask."""
@@ -317,7 +333,7 @@ class XfrmId:
 
 
 @dataclass(frozen=True)
-class XfrmLifetimeCfg:
+class XfrmLifetimeCfg(_FlatStruct):
     """struct xfrm_lifetime_cfg (xfrm.h); XFRM_INF everywhere = no kernel expiry (IKE rekeys)."""
 
     soft_byte_limit: int = XFRM_INF
@@ -329,17 +345,12 @@ class XfrmLifetimeCfg:
     soft_use_expires_seconds: int = 0
     hard_use_expires_seconds: int = 0
 
-    def encode(self) -> bytes:
-        return _LFT_CFG.pack(*self.__dict__.values())
-
-    @classmethod
-    def decode(cls, buf: bytes) -> "XfrmLifetimeCfg":
-        _need(buf, _LFT_CFG.size, "xfrm_lifetime_cfg")
-        return cls(*_LFT_CFG.unpack_from(buf))
+    _struct = _LFT_CFG
+    _what = "xfrm_lifetime_cfg"
 
 
 @dataclass(frozen=True)
-class XfrmLifetimeCur:
+class XfrmLifetimeCur(_FlatStruct):
     """struct xfrm_lifetime_cur (xfrm.h): the SA's byte/packet counters and times."""
 
     bytes: int = 0
@@ -347,30 +358,20 @@ class XfrmLifetimeCur:
     add_time: int = 0
     use_time: int = 0
 
-    def encode(self) -> bytes:
-        return _LFT_CUR.pack(self.bytes, self.packets, self.add_time, self.use_time)
-
-    @classmethod
-    def decode(cls, buf: bytes) -> "XfrmLifetimeCur":
-        _need(buf, _LFT_CUR.size, "xfrm_lifetime_cur")
-        return cls(*_LFT_CUR.unpack_from(buf))
+    _struct = _LFT_CUR
+    _what = "xfrm_lifetime_cur"
 
 
 @dataclass(frozen=True)
-class XfrmStats:
+class XfrmStats(_FlatStruct):
     """struct xfrm_stats (xfrm.h): replay window drops, replays, integrity failures."""
 
     replay_window: int = 0
     replay: int = 0
     integrity_failed: int = 0
 
-    def encode(self) -> bytes:
-        return _STATS.pack(self.replay_window, self.replay, self.integrity_failed)
-
-    @classmethod
-    def decode(cls, buf: bytes) -> "XfrmStats":
-        _need(buf, _STATS.size, "xfrm_stats")
-        return cls(*_STATS.unpack_from(buf))
+    _struct = _STATS
+    _what = "xfrm_stats"
 
 
 @dataclass(frozen=True)
@@ -591,20 +592,15 @@ class XfrmEncapTmpl:
 
 
 @dataclass(frozen=True)
-class XfrmReplayState:
+class XfrmReplayState(_FlatStruct):
     """struct xfrm_replay_state (xfrm.h): XFRMA_REPLAY_VAL, 32-bit sequence numbers and bitmap."""
 
     oseq: int = 0
     seq: int = 0
     bitmap: int = 0
 
-    def encode(self) -> bytes:
-        return _REPLAY.pack(self.oseq, self.seq, self.bitmap)
-
-    @classmethod
-    def decode(cls, buf: bytes) -> "XfrmReplayState":
-        _need(buf, _REPLAY.size, "xfrm_replay_state")
-        return cls(*_REPLAY.unpack_from(buf))
+    _struct = _REPLAY
+    _what = "xfrm_replay_state"
 
 
 @dataclass(frozen=True)
@@ -648,19 +644,14 @@ class XfrmReplayStateEsn:
 
 
 @dataclass(frozen=True)
-class XfrmMark:
+class XfrmMark(_FlatStruct):
     """struct xfrm_mark (xfrm.h): XFRMA_MARK value/mask."""
 
     v: int = 0
     m: int = 0
 
-    def encode(self) -> bytes:
-        return _MARK.pack(self.v, self.m)
-
-    @classmethod
-    def decode(cls, buf: bytes) -> "XfrmMark":
-        _need(buf, _MARK.size, "xfrm_mark")
-        return cls(*_MARK.unpack_from(buf))
+    _struct = _MARK
+    _what = "xfrm_mark"
 
 
 # ---------------------------------------------------------------------------------------- attributes
