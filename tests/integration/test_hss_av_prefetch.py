@@ -9,18 +9,9 @@ import time
 import pytest
 
 from hss.client import DiameterClient
-from hss.testing import IMSI, HssLauncher, eap_over_s6b, identity_response, make_peer
+from hss.testing import IMSI, eap_over_s6b, identity_response, make_peer
 from s2c.crypto import sqn as sqnmod
 from s2c.eap_aka import AuthenticationSucceeded
-
-
-@pytest.fixture
-def hss_daemon(tmp_path):
-    launcher = HssLauncher(tmp_path)
-    try:
-        yield launcher
-    finally:
-        launcher.close()
 
 
 def _ok(events) -> bool:

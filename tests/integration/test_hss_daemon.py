@@ -28,17 +28,8 @@ from s2c.codec.diameter import (
 from s2c.crypto import milenage, sqn as sqnmod
 from s2c.diameter.messages import MultimediaAuthAnswer, advertised_applications, build_mar
 
-from hss.testing import IMSI, IMSI2, K, OPC, REALM, HssLauncher
+from hss.testing import IMSI, IMSI2, K, OPC, REALM
 
-
-
-@pytest.fixture
-def hss_daemon(tmp_path):
-    launcher = HssLauncher(tmp_path)
-    try:
-        yield launcher
-    finally:
-        launcher.close()
 
 
 def mar(user: str = IMSI, sid: str = "pgw;1;1", **kw) -> DiameterMessage:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from hss.client import DiameterClient
-from hss.testing import IMSI, IMSI2, K, OPC, HssLauncher, der, eap_over_s6b, identity_response, make_peer
+from hss.testing import IMSI, IMSI2, K, OPC, der, eap_over_s6b, identity_response, make_peer
 from s2c.codec import eap
 from s2c.codec.diameter import AvpCode, ResultCode
 from s2c.crypto import sqn as sqnmod
@@ -16,15 +16,6 @@ from s2c.diameter.messages import DiameterEapAnswer
 from s2c.eap_aka import AuthenticationFailed, AuthenticationSucceeded, EapType
 
 EAP_SUCCESS, EAP_FAILURE = 3, 4
-
-
-@pytest.fixture
-def hss_daemon(tmp_path):
-    launcher = HssLauncher(tmp_path)
-    try:
-        yield launcher
-    finally:
-        launcher.close()
 
 
 def eap_code(ans) -> int | None:
