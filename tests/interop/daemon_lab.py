@@ -19,7 +19,7 @@ from pathlib import Path
 from s2c import pki
 from s2c.testing.daemons import DaemonHost
 
-from test_ike_lab import TSHARK_BAD, SwanLab, _seq
+from test_ike_lab import TSHARK_BAD, SwanLab, _seq, tshark_counts
 
 # addresses at/behind our PDN GW (on lo of side a) when it is ours; behind strongSwan (lo of side b)
 CN4, CN6 = "203.0.113.10", "2001:db8:5::10"       # our PDN GW's SGi side (case a)
@@ -91,21 +91,10 @@ def tshark_daemon_report(pcap: Path, keydir: Path, home: Path) -> dict:
     esp = "".join(p.read_text() for p in sorted(keydir.glob("*esp_sa")))
     (conf / "ikev2_decryption_table").write_text(ike)
     (conf / "esp_sa").write_text(esp)
-    env = {"HOME": str(home), "PATH": "/usr/bin:/bin"}
-    opts = ["-o", "esp.enable_encryption_decode:TRUE", "-o", "esp.enable_authentication_check:TRUE"]
     names = {"frames": "frame", "isakmp": "isakmp", "ike_sk": "isakmp.enc.data",
              "ike_decrypted": "isakmp.enc.decrypted", "esp": "esp", "esp_decrypted": "esp.contained_data",
              "esp_icmp": "esp && (icmp || icmpv6)", "esp_icv_good": "esp.icv_good == 1", "bad": TSHARK_BAD}
-    res = subprocess.run(["tshark", "-n", "-r", str(pcap), *opts, "-q", "-z",
-                          "io,stat,0," + ",".join(names.values())],
-                         capture_output=True, text=True, env=env, timeout=120)
-    assert res.returncode == 0, res.stderr
-    row = [line for line in res.stdout.splitlines() if "<>" in line]
-    if not row:
-        return dict.fromkeys(names, 0)
-    cells = [c.strip() for c in row[-1].split("|")[2:-1]]
-    frames = [int(cells[i]) for i in range(0, len(cells), 2)]
-    return dict(zip(names, frames))
+    return tshark_counts(pcap, home, names)
 
 
 def assert_daemon_capture_clean(lab: DaemonSwanLab, min_esp: int = 1) -> dict:

@@ -297,19 +297,25 @@ def tshark_report(pcap: Path, keys: dict, home: Path) -> dict:
     """Dissect ``pcap`` with tshark 4.0 using our exported keys (``keys`` = the driver's ``keys`` reply:
     ``ike`` = ikev2_decryption_table lines, ``esp`` = esp_sa UAT records). Counts frames per class."""
     import json
-    import subprocess
 
     conf = home / ".config" / "wireshark"
     conf.mkdir(parents=True, exist_ok=True)
     (conf / "ikev2_decryption_table").write_text("".join(line + "\n" for line in keys.get("ike", [])))
     (conf / "esp_sa").write_text("".join(",".join(json.dumps(f) for f in rec) + "\n" for rec in keys.get("esp", [])))
-    env = {"HOME": str(home), "PATH": "/usr/bin:/bin"}
-    opts = ["-o", "esp.enable_encryption_decode:TRUE", "-o", "esp.enable_authentication_check:TRUE"]
-
     names = {"isakmp": "isakmp", "ike_sk": "isakmp.enc.data", "ike_decrypted": "isakmp.enc.decrypted",
              "esp": "esp", "esp_decrypted": "esp.contained_data", "esp_icmp": "esp && icmp",
              "esp_icv_good": "esp.icv_good == 1", "bad": TSHARK_BAD}
-    # one pass: io,stat with one column per display filter over the whole capture (interval 0)
+    return tshark_counts(pcap, home, names)
+
+
+def tshark_counts(pcap: Path, home: Path, names: dict[str, str]) -> dict:
+    """Frames of ``pcap`` matching each display filter of ``names`` (name -> filter), with ESP decryption
+    and ICV checks on and Wireshark's key tables from ``home``/.config/wireshark: one tshark pass
+    (io,stat with one column per filter over the whole capture, interval 0)."""
+    import subprocess
+
+    env = {"HOME": str(home), "PATH": "/usr/bin:/bin"}
+    opts = ["-o", "esp.enable_encryption_decode:TRUE", "-o", "esp.enable_authentication_check:TRUE"]
     res = subprocess.run(["tshark", "-n", "-r", str(pcap), *opts, "-q", "-z", "io,stat,0," + ",".join(names.values())],
                          capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 0, res.stderr
