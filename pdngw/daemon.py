@@ -487,7 +487,7 @@ class PdnGwDaemon(NodeDaemon):
             "hss": (self.config.peers or {}).get("hss"),
             "diameter": "open" if self._diam_ready.is_set() else "closed",
             "dataplane": self.dataplane,
-            "ike_steered": dict(getattr(self.dp, "ike_counters", None) or {}).get("ike_steered", 0),
+            "ike_steered": getattr(self.dp, "ike_counters", {}).get("ike_steered", 0),  # 0: no plane / xfrm
             "ike_sas": len(sas),
             "established": states.get("established", 0),
             "states": states,

@@ -795,7 +795,7 @@ class UeDaemon(NodeDaemon):
             "pdngw": self.pgw,
             "hoa": {"ipv4": self.hoa4, "ipv6": self.hoa6},
             "dataplane": self.dataplane,
-            "ike_steered": dict(getattr(self.dp, "ike_counters", None) or {}).get("ike_steered", 0),
+            "ike_steered": getattr(self.dp, "ike_counters", {}).get("ike_steered", 0),  # 0: no plane / xfrm
             "home_prefix": self.hnp,
             "ha": self.ha,
             "ike": self.ike.state.value if self.ike is not None else None,
